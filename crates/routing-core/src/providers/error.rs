@@ -1,0 +1,162 @@
+//! The typed failure of a provider call.
+
+use std::time::Duration;
+
+/// Why a provider call failed, classified so that the resilience layer can
+/// decide whether to retry, wait, fall back or give up.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// Short-term rate limit; retry after the given delay if any.
+    #[error("rate limited: {message}")]
+    RateLimited {
+        /// From `Retry-After`, `retry-after-ms` or Google's `RetryInfo`.
+        retry_after: Option<Duration>,
+        /// The provider's message.
+        message: String,
+    },
+    /// Account quota, credits or spend cap exhausted; retrying will not help.
+    #[error("quota exhausted: {message}")]
+    QuotaExhausted {
+        /// The provider's message.
+        message: String,
+    },
+    /// The provider is overloaded (529, 503 UNAVAILABLE, 498 capacity).
+    #[error("provider overloaded: {message}")]
+    Overloaded {
+        /// Suggested wait, if the provider sent one.
+        retry_after: Option<Duration>,
+        /// The provider's message.
+        message: String,
+    },
+    /// The prompt does not fit the model's context window (or Groq's TPM).
+    #[error("context too long: {message}")]
+    ContextTooLong {
+        /// The provider's message.
+        message: String,
+    },
+    /// Credentials rejected or missing permissions.
+    #[error("authentication failed: {message}")]
+    Auth {
+        /// The provider's message.
+        message: String,
+    },
+    /// The request itself was rejected (bad parameter, unknown model).
+    #[error("bad request: {message}")]
+    BadRequest {
+        /// The provider's message.
+        message: String,
+    },
+    /// A server-side failure at the provider (5xx, or an error inside a
+    /// 200 stream).
+    #[error("upstream error {status}: {message}")]
+    Upstream {
+        /// HTTP status, or 200 when the error came inside a stream.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
+    /// No answer within the deadline.
+    #[error("provider timed out")]
+    Timeout,
+    /// Connection refused, reset, or the stream was cut.
+    #[error("transport error: {message}")]
+    Transport {
+        /// What the HTTP client said.
+        message: String,
+    },
+    /// The provider answered with something we could not parse.
+    #[error("undecodable provider response: {message}")]
+    Decode {
+        /// What failed to parse.
+        message: String,
+    },
+    /// The provider cannot be used here (missing secret, no base URL).
+    #[error("provider {provider} is not configured: {reason}")]
+    NotConfigured {
+        /// Provider name.
+        provider: String,
+        /// What is missing; never a secret value.
+        reason: String,
+    },
+}
+
+impl ProviderError {
+    /// Whether the same request may succeed if tried again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::RateLimited { .. }
+                | ProviderError::Overloaded { .. }
+                | ProviderError::Upstream { .. }
+                | ProviderError::Timeout
+                | ProviderError::Transport { .. }
+        )
+    }
+
+    /// The delay the provider asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::RateLimited { retry_after, .. }
+            | ProviderError::Overloaded { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A low-cardinality label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::QuotaExhausted { .. } => "quota_exhausted",
+            ProviderError::Overloaded { .. } => "overloaded",
+            ProviderError::ContextTooLong { .. } => "context_too_long",
+            ProviderError::Auth { .. } => "auth",
+            ProviderError::BadRequest { .. } => "bad_request",
+            ProviderError::Upstream { .. } => "upstream",
+            ProviderError::Timeout => "timeout",
+            ProviderError::Transport { .. } => "transport",
+            ProviderError::Decode { .. } => "decode",
+            ProviderError::NotConfigured { .. } => "not_configured",
+        }
+    }
+
+    /// The status the fleet answers its own caller with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ProviderError::RateLimited { .. } | ProviderError::QuotaExhausted { .. } => 429,
+            ProviderError::ContextTooLong { .. } => 413,
+            ProviderError::BadRequest { .. } => 400,
+            ProviderError::Timeout => 504,
+            ProviderError::Auth { .. }
+            | ProviderError::Upstream { .. }
+            | ProviderError::Transport { .. }
+            | ProviderError::Decode { .. } => 502,
+            ProviderError::Overloaded { .. } | ProviderError::NotConfigured { .. } => 503,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_failures_are_retryable() {
+        let retryable = ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(2)),
+            message: String::new(),
+        };
+        assert!(retryable.is_retryable());
+        assert_eq!(retryable.retry_after(), Some(Duration::from_secs(2)));
+        let final_ = ProviderError::QuotaExhausted {
+            message: String::new(),
+        };
+        assert!(!final_.is_retryable());
+        assert_eq!(final_.retry_after(), None);
+        assert!(
+            !ProviderError::ContextTooLong {
+                message: String::new()
+            }
+            .is_retryable()
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! The normalised request and response every provider client speaks.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a provider runs, which decides whether private data may reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Locality {
+    /// Inside the cluster: nothing leaves (Ollama, vLLM in-cluster).
+    InCluster,
+    /// A third party's service on the internet.
+    External,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions that frame the conversation.
+    System,
+    /// The caller.
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who wrote it.
+    pub role: Role,
+    /// Plain text content.
+    pub content: String,
+}
+
+impl Message {
+    /// A user turn.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+}
+
+/// A chat/generation request in provider-neutral form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The provider's own model id, e.g. `llama-3.1-8b-instant`.
+    pub model: String,
+    /// The conversation so far; at least one message.
+    pub messages: Vec<Message>,
+    /// Upper bound on generated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+}
+
+/// Why generation ended, normalised across providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// Natural end or a stop sequence.
+    Stop,
+    /// Hit `max_tokens`.
+    Length,
+    /// Blocked by the provider's safety filter.
+    ContentFilter,
+    /// The model asked to call a tool.
+    ToolCalls,
+    /// The model refused.
+    Refusal,
+    /// Anything else the provider reported.
+    Other,
+}
+
+/// Token counts as the provider reported them.
+///
+/// `input_tokens` includes `cached_input_tokens` and `cache_write_tokens`;
+/// `output_tokens` includes `reasoning_tokens`. Clients convert each
+/// provider's convention to this one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// All prompt tokens, cached ones included.
+    pub input_tokens: u64,
+    /// All generated tokens, reasoning included.
+    pub output_tokens: u64,
+    /// Prompt tokens served from the provider's cache.
+    #[serde(default)]
+    pub cached_input_tokens: u64,
+    /// Prompt tokens written to the provider's cache (Anthropic, Bedrock).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Hidden reasoning/thinking tokens, billed as output.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Input plus output.
+    pub fn total_tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
+/// A completed chat/generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// The model id the provider says served the request.
+    pub model: String,
+    /// The generated text.
+    pub text: String,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+    /// Provider-reported usage.
+    pub usage: Usage,
+}
+
+/// One piece of a streamed chat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChatChunk {
+    /// More generated text.
+    Delta {
+        /// The new text.
+        text: String,
+    },
+    /// The stream ended normally; usage is what the provider reported.
+    Done {
+        /// Why generation stopped.
+        finish_reason: FinishReason,
+        /// Provider-reported usage; zeros when the provider sent none.
+        usage: Usage,
+    },
+}
+
+/// An embeddings request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedRequest {
+    /// The provider's model id.
+    pub model: String,
+    /// Texts to embed, in order.
+    pub inputs: Vec<String>,
+}
+
+/// Vectors in the order of the inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedResponse {
+    /// The model that produced them.
+    pub model: String,
+    /// One vector per input.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Provider-reported usage (input tokens only).
+    pub usage: Usage,
+}
