@@ -2,6 +2,11 @@
 //!
 //! # Layout
 //! - [`task`]: the tasks callers declare and the difficulty classify reports.
+//! - [`api`]: wire types of the router and of the calls between functions.
+//! - [`policy`]: route selection.
+//! - [`pricing`]: the price catalogue and cost from usage.
+//! - [`gateway`]: calls to other functions through the OpenFaaS gateway.
+//! - [`metrics`]: Prometheus metrics for provider calls.
 //! - [`providers`]: the normalised provider interface and its clients.
 //! - [`env`]: configuration from environment variables.
 //! - [`secrets`]: secrets read from mounted files, redacted when printed.
@@ -9,8 +14,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod env;
+pub mod gateway;
 pub mod http;
+pub mod metrics;
+pub mod policy;
+pub mod pricing;
 pub mod providers;
 pub mod secrets;
 pub mod task;

@@ -1,0 +1,543 @@
+//! Wire types of the fleet: the router's native request and response, and
+//! the bodies the functions exchange through the gateway.
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+
+use crate::providers::{FinishReason, Message, Role, Usage};
+use crate::task::{Difficulty, Task};
+
+/// Budget assumed when the caller declares none.
+pub const DEFAULT_MAX_LATENCY_MS: u64 = 30_000;
+/// The largest budget accepted (the gateway's own upstream timeout is lower).
+pub const MAX_LATENCY_MS_LIMIT: u64 = 600_000;
+/// The most texts one embeddings request may carry.
+pub const MAX_EMBED_INPUTS: usize = 2048;
+
+/// A request to the llm-router function, as the caller sends it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRequest {
+    /// What to do; when absent the classify function decides.
+    #[serde(default)]
+    pub task: Option<Task>,
+    /// A single user prompt (shorthand for one user message).
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// A conversation, instead of `prompt`.
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
+    /// Texts to embed (`task: embed`): a string or an array of strings.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub input: Option<Vec<String>>,
+    /// The caller's end-to-end latency budget.
+    #[serde(default)]
+    pub max_latency_ms: Option<u64>,
+    /// When true the request never leaves the cluster.
+    #[serde(default)]
+    pub private: bool,
+    /// Upper bound on generated tokens.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature, 0 to 2.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Stop sequences.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Tenant or workflow tag, for metering.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// What a valid request asks for, after defaults and checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidRequest {
+    /// The declared task, if any.
+    pub task: Option<Task>,
+    /// The conversation (empty for pure embeddings requests).
+    pub messages: Vec<Message>,
+    /// Texts to embed (empty unless embedding).
+    pub inputs: Vec<String>,
+    /// Latency budget in milliseconds.
+    pub max_latency_ms: u64,
+    /// Keep the request in the cluster.
+    pub private: bool,
+    /// Upper bound on generated tokens.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Tenant tag.
+    pub tenant: Option<String>,
+}
+
+impl ValidRequest {
+    /// The text a classifier should look at: the last user message, or the
+    /// first input to embed.
+    pub fn classification_text(&self) -> &str {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+            .or_else(|| self.inputs.first().map(String::as_str))
+            .unwrap_or("")
+    }
+}
+
+/// Why a request was rejected: a message and, where one is to blame, the
+/// field (`param`, as OpenAI-style errors name it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidRequest {
+    /// The offending field, e.g. `task` or `messages[0].role`.
+    pub param: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl InvalidRequest {
+    fn field(param: &str, message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param.to_owned()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a JSON body of type `T`, reporting the path of the field at fault.
+pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, InvalidRequest> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(InvalidRequest {
+            param: None,
+            message: "request body is empty; expected a JSON object".to_owned(),
+        });
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(InvalidRequest {
+            param: None,
+            message: "request body must be a JSON object".to_owned(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = inner.to_string();
+        let param = if path != "." && !path.is_empty() {
+            Some(path)
+        } else {
+            unknown_field_name(&message)
+        };
+        let message = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!("invalid JSON: {message}")
+            }
+            _ => message,
+        };
+        InvalidRequest { param, message }
+    })
+}
+
+fn unknown_field_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next().map(str::to_owned)
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    struct OneOrMany;
+    impl<'de> de::Visitor<'de> for OneOrMany {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or an array of strings")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(vec![v.to_owned()]))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_any(OneOrMany)
+}
+
+impl RouteRequest {
+    /// Parses and validates a router request body.
+    pub fn parse(body: &[u8]) -> Result<ValidRequest, InvalidRequest> {
+        parse_json::<RouteRequest>(body)?.validate()
+    }
+
+    /// Applies defaults and checks every field.
+    pub fn validate(self) -> Result<ValidRequest, InvalidRequest> {
+        let max_latency_ms = self.max_latency_ms.unwrap_or(DEFAULT_MAX_LATENCY_MS);
+        if max_latency_ms == 0 || max_latency_ms > MAX_LATENCY_MS_LIMIT {
+            return Err(InvalidRequest::field(
+                "max_latency_ms",
+                format!("max_latency_ms must be between 1 and {MAX_LATENCY_MS_LIMIT}"),
+            ));
+        }
+        if let Some(t) = self.temperature {
+            if !(0.0..=2.0).contains(&t) {
+                return Err(InvalidRequest::field(
+                    "temperature",
+                    "temperature must be between 0 and 2",
+                ));
+            }
+        }
+        if self.max_tokens == Some(0) {
+            return Err(InvalidRequest::field(
+                "max_tokens",
+                "max_tokens must be at least 1",
+            ));
+        }
+        let messages = match (self.prompt, self.messages) {
+            (Some(_), Some(_)) => {
+                return Err(InvalidRequest::field(
+                    "prompt",
+                    "send either prompt or messages, not both",
+                ));
+            }
+            (Some(prompt), None) => vec![Message::user(prompt)],
+            (None, Some(messages)) => messages,
+            (None, None) => Vec::new(),
+        };
+        for (i, m) in messages.iter().enumerate() {
+            if m.content.trim().is_empty() {
+                let param = if messages.len() == 1 && i == 0 {
+                    "prompt".to_owned()
+                } else {
+                    format!("messages[{i}].content")
+                };
+                return Err(InvalidRequest::field(&param, "content must not be empty"));
+            }
+        }
+        let inputs = self.input.unwrap_or_default();
+        if inputs.len() > MAX_EMBED_INPUTS {
+            return Err(InvalidRequest::field(
+                "input",
+                format!("at most {MAX_EMBED_INPUTS} inputs per request"),
+            ));
+        }
+        if inputs.iter().any(|s| s.is_empty()) {
+            return Err(InvalidRequest::field(
+                "input",
+                "inputs must not be empty strings",
+            ));
+        }
+        let task = self.task;
+        match task {
+            Some(Task::Embed) => {
+                if inputs.is_empty() && messages.is_empty() {
+                    return Err(InvalidRequest::field(
+                        "input",
+                        "task embed needs input (a string or an array of strings) or prompt",
+                    ));
+                }
+            }
+            _ => {
+                if !inputs.is_empty() {
+                    return Err(InvalidRequest::field(
+                        "input",
+                        "input is only for task embed; send prompt or messages",
+                    ));
+                }
+                if messages.is_empty() {
+                    return Err(InvalidRequest::field(
+                        "prompt",
+                        "a prompt or messages is required",
+                    ));
+                }
+                if !messages.iter().any(|m| m.role == Role::User) {
+                    return Err(InvalidRequest::field(
+                        "messages",
+                        "messages must contain at least one user message",
+                    ));
+                }
+            }
+        }
+        Ok(ValidRequest {
+            task,
+            messages,
+            inputs,
+            max_latency_ms,
+            private: self.private,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            stop: self.stop,
+            tenant: self.tenant,
+        })
+    }
+}
+
+/// Which rule picked the route and why, in words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteExplanation {
+    /// Short rule id, e.g. `private_local`.
+    pub rule: String,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+/// The router's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteResponse {
+    /// The call id (`X-Call-Id`).
+    pub id: String,
+    /// The task served.
+    pub task: Task,
+    /// Difficulty, when classify was consulted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<Difficulty>,
+    /// Provider that served it, e.g. `groq`.
+    pub provider: String,
+    /// Model that served it.
+    pub model: String,
+    /// Generated text (all tasks but embed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Vectors (task embed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<Vec<Vec<f32>>>,
+    /// Why generation stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<FinishReason>,
+    /// Provider-reported usage.
+    pub usage: Usage,
+    /// Cost in USD from the catalogue; `null` when the model has no price.
+    pub cost_usd: Option<f64>,
+    /// Time spent in the router, in milliseconds.
+    pub latency_ms: u64,
+    /// The routing decision.
+    pub route: RouteExplanation,
+}
+
+/// What llm-router asks provider-proxy to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRequest {
+    /// Configured provider name, e.g. `groq`.
+    pub provider: String,
+    /// The provider's model id.
+    pub model: String,
+    /// The task, for metering.
+    pub task: Task,
+    /// A private request may only reach in-cluster providers.
+    #[serde(default)]
+    pub private: bool,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Upper bound on generated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Time left for the provider call, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// provider-proxy's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyResponse {
+    /// Provider name.
+    pub provider: String,
+    /// The model id requested (the catalogue key).
+    pub model: String,
+    /// The model id the provider reported.
+    pub served_model: String,
+    /// Generated text.
+    pub text: String,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+    /// Provider-reported usage.
+    pub usage: Usage,
+    /// Cost in USD, or `null` when the model has no price.
+    pub cost_usd: Option<f64>,
+    /// Time spent calling the provider, in milliseconds.
+    pub latency_ms: u64,
+}
+
+/// A request to the embed function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedFunctionRequest {
+    /// Texts to embed: a string or an array of strings.
+    #[serde(deserialize_with = "one_or_many")]
+    pub input: Option<Vec<String>>,
+}
+
+/// The embed function's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedFunctionResponse {
+    /// Backend that computed the vectors (`ollama`, or `local` in-process).
+    pub provider: String,
+    /// Model id.
+    pub model: String,
+    /// One vector per input.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Token usage as the backend reported it.
+    pub usage: Usage,
+}
+
+/// A request to the classify function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyRequest {
+    /// The text to classify.
+    pub text: String,
+}
+
+/// The classify function's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifyResponse {
+    /// The task the text most likely asks for.
+    pub task: Task,
+    /// How hard it looks.
+    pub difficulty: Difficulty,
+    /// Confidence in `[0, 1]`; low means ambiguous.
+    pub confidence: f32,
+}
+
+/// The JSON error body every function answers with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The fields of an error body (OpenAI's shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Human-readable message.
+    pub message: String,
+    /// Error class, e.g. `invalid_request_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The field at fault.
+    #[serde(default)]
+    pub param: Option<String>,
+    /// A machine-readable code.
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ValidRequest, InvalidRequest> {
+        RouteRequest::parse(json.as_bytes())
+    }
+
+    #[test]
+    fn a_minimal_prompt_gets_defaults() {
+        let req = parse(r#"{"task":"generate","prompt":"hi","max_latency_ms":200}"#).unwrap();
+        assert_eq!(req.task, Some(Task::Generate));
+        assert_eq!(req.messages, vec![Message::user("hi")]);
+        assert_eq!(req.max_latency_ms, 200);
+        assert!(!req.private);
+        let req = parse(r#"{"prompt":"hi"}"#).unwrap();
+        assert_eq!(req.task, None);
+        assert_eq!(req.max_latency_ms, DEFAULT_MAX_LATENCY_MS);
+    }
+
+    #[test]
+    fn errors_name_the_field_at_fault() {
+        let cases = [
+            (r#"{"task":"summarise","prompt":"hi"}"#, "task"),
+            (
+                r#"{"task":"generate","prompt":"hi","max_latency_ms":"fast"}"#,
+                "max_latency_ms",
+            ),
+            (
+                r#"{"task":"generate","prompt":"hi","max_latency_ms":0}"#,
+                "max_latency_ms",
+            ),
+            (
+                r#"{"task":"generate","prompt":"hi","privat":true}"#,
+                "privat",
+            ),
+            (
+                r#"{"task":"generate","prompt":"hi","private":"yes"}"#,
+                "private",
+            ),
+            (r#"{"task":"generate"}"#, "prompt"),
+            (r#"{"task":"generate","prompt":"  "}"#, "prompt"),
+            (
+                r#"{"task":"generate","prompt":"a","messages":[]}"#,
+                "prompt",
+            ),
+            (
+                r#"{"messages":[{"role":"wizard","content":"x"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                r#"{"messages":[{"role":"system","content":"x"}]}"#,
+                "messages",
+            ),
+            (
+                r#"{"task":"generate","prompt":"hi","temperature":3}"#,
+                "temperature",
+            ),
+            (r#"{"task":"embed"}"#, "input"),
+            (r#"{"task":"embed","input":[1,2]}"#, "input[0]"),
+            (r#"{"task":"generate","prompt":"hi","input":"x"}"#, "input"),
+        ];
+        for (body, field) in cases {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some(field), "{body}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn broken_json_is_reported_as_such() {
+        let err = parse(r#"{"task":"generate","#).unwrap_err();
+        assert!(err.message.starts_with("invalid JSON"), "{}", err.message);
+        let err = parse("").unwrap_err();
+        assert!(err.message.contains("empty"));
+        let err = parse("[1]").unwrap_err();
+        assert_eq!(err.param, None);
+        assert!(err.message.contains("JSON object"));
+    }
+
+    #[test]
+    fn embed_input_may_be_one_string_or_many() {
+        let one = parse(r#"{"task":"embed","input":"a"}"#).unwrap();
+        assert_eq!(one.inputs, vec!["a"]);
+        let many = parse(r#"{"task":"embed","input":["a","b"]}"#).unwrap();
+        assert_eq!(many.inputs, vec!["a", "b"]);
+        assert_eq!(many.classification_text(), "a");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = RouteRequest::parse(&body);
+        }
+
+        #[test]
+        fn any_valid_budget_and_prompt_round_trip(budget in 1u64..=MAX_LATENCY_MS_LIMIT, prompt in "[a-z ]{0,20}[a-z]", private in proptest::prelude::any::<bool>()) {
+            let body = serde_json::json!({"task":"generate","prompt":prompt,"max_latency_ms":budget,"private":private});
+            let req = RouteRequest::parse(body.to_string().as_bytes()).unwrap();
+            proptest::prop_assert_eq!(req.max_latency_ms, budget);
+            proptest::prop_assert_eq!(req.private, private);
+            proptest::prop_assert_eq!(req.messages, vec![Message::user(prompt)]);
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Calls to other functions through the OpenFaaS gateway
+//! (`$OPENFAAS_GATEWAY_URL/function/<name>`), carrying the call id and a
+//! deadline derived from the caller's remaining budget.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{ErrorBody, ErrorDetail};
+use crate::env::{DEFAULT_GATEWAY_URL, ENV_GATEWAY_URL, Env};
+
+/// The header that carries the call id through the fleet.
+pub const CALL_ID_HEADER: &str = "X-Call-Id";
+/// of-watchdog lowers its `exec_timeout` for one request to this value.
+pub const WATCHDOG_TIMEOUT_HEADER: &str = "X-Timeout";
+
+/// A failed call to another function.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvokeError {
+    /// No answer before the deadline.
+    #[error("{function} did not answer within {timeout_ms} ms")]
+    Timeout {
+        /// The function called.
+        function: String,
+        /// The time it was given.
+        timeout_ms: u64,
+    },
+    /// The gateway or the function could not be reached.
+    #[error("{function} is unreachable: {message}")]
+    Unreachable {
+        /// The function called.
+        function: String,
+        /// What the HTTP client said.
+        message: String,
+    },
+    /// The function (or the gateway) answered with an error status.
+    #[error("{function} answered {status}: {}", detail.message)]
+    Failed {
+        /// The function called.
+        function: String,
+        /// HTTP status.
+        status: u16,
+        /// The error body, or one made up from the status when the body was
+        /// not JSON (the gateway answers 502 with an empty body).
+        detail: ErrorDetail,
+    },
+    /// A success status with a body that does not parse.
+    #[error("{function} answered with an unreadable body: {message}")]
+    Decode {
+        /// The function called.
+        function: String,
+        /// The parse error.
+        message: String,
+    },
+}
+
+/// Calls functions through the gateway.
+#[derive(Debug, Clone)]
+pub struct FunctionClient {
+    base_url: String,
+    http: reqwest::Client,
+}
+
+impl FunctionClient {
+    /// A client for the gateway at `base_url` (no trailing slash needed).
+    pub fn new(base_url: impl Into<String>, http: reqwest::Client) -> Self {
+        let base_url = base_url.into().trim_end_matches('/').to_owned();
+        Self { base_url, http }
+    }
+
+    /// Reads `OPENFAAS_GATEWAY_URL` (default `http://gateway.openfaas:8080`).
+    pub fn from_env(env: &Env, http: reqwest::Client) -> Self {
+        Self::new(env.get_or(ENV_GATEWAY_URL, DEFAULT_GATEWAY_URL), http)
+    }
+
+    /// The gateway base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `<gateway>/function/<name><path>`.
+    pub fn function_url(&self, function: &str, path: &str) -> String {
+        format!("{}/function/{function}{path}", self.base_url)
+    }
+
+    /// POSTs `body` as JSON to `function` at `path` and decodes the answer.
+    pub async fn invoke<B, R>(
+        &self,
+        function: &str,
+        path: &str,
+        body: &B,
+        call_id: &str,
+        timeout: Duration,
+    ) -> Result<R, InvokeError>
+    where
+        B: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let request = self
+            .http
+            .post(self.function_url(function, path))
+            .header(CALL_ID_HEADER, call_id)
+            .header(WATCHDOG_TIMEOUT_HEADER, format!("{}ms", timeout_ms.max(1)))
+            .json(body)
+            .timeout(timeout);
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                InvokeError::Timeout {
+                    function: function.to_owned(),
+                    timeout_ms,
+                }
+            } else {
+                InvokeError::Unreachable {
+                    function: function.to_owned(),
+                    message: error_chain(&e),
+                }
+            }
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                InvokeError::Timeout {
+                    function: function.to_owned(),
+                    timeout_ms,
+                }
+            } else {
+                InvokeError::Unreachable {
+                    function: function.to_owned(),
+                    message: error_chain(&e),
+                }
+            }
+        })?;
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| ErrorDetail {
+                    message: format!(
+                        "{function} answered {status} through the gateway{}",
+                        if bytes.is_empty() {
+                            ""
+                        } else {
+                            " with a non-JSON body"
+                        }
+                    ),
+                    kind: "upstream_error".to_owned(),
+                    param: None,
+                    code: None,
+                });
+            return Err(InvokeError::Failed {
+                function: function.to_owned(),
+                status: status.as_u16(),
+                detail,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| InvokeError::Decode {
+            function: function.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The error and its sources on one line (reqwest hides the useful part in
+/// the source chain).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_urls_follow_the_gateway_layout() {
+        let http = reqwest::Client::new();
+        let client = FunctionClient::new("http://127.0.0.1:8080/", http.clone());
+        assert_eq!(
+            client.function_url("classify", "/"),
+            "http://127.0.0.1:8080/function/classify/"
+        );
+        let default = FunctionClient::from_env(&Env::default(), http);
+        assert_eq!(default.base_url(), DEFAULT_GATEWAY_URL);
+    }
+}
