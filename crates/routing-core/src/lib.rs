@@ -12,12 +12,16 @@
 //! - [`env`]: configuration from environment variables.
 //! - [`secrets`]: secrets read from mounted files, redacted when printed.
 //! - [`http`]: the one HTTP client builder.
+//! - [`auth`]: AWS SigV4 signing and Google OAuth2 access tokens.
+//! - [`eventstream`]: AWS event-stream binary framing (Bedrock streams).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod classifier;
 pub mod env;
+pub mod eventstream;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
