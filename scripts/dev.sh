@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs the fleet locally: provider emulators (or real providers when keys are
+# set), then the dev gateway on 127.0.0.1:8080, which starts each function from
+# stack.yml on its first request. Ctrl-C stops everything.
+#
+# Real providers instead of emulators:
+#   GROQ_API_KEY=gsk_...                       Groq
+#   VERTEX_SERVICE_ACCOUNT_FILE=sa.json VERTEX_PROJECT=my-project   Vertex Gemini
+#   OLLAMA_BASE_URL=http://127.0.0.1:11434     a running Ollama
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LISTEN="${DEV_GATEWAY_LISTEN:-127.0.0.1:8080}"
+STATE=.dev
+SECRETS="$STATE/secrets"
+KEYS="$STATE/emulator-keys"
+ENV_FILE="$STATE/dev.env"
+
+cargo build --workspace --bins
+rm -rf "$STATE"
+mkdir -p "$SECRETS" "$KEYS"
+: > "$ENV_FILE"
+chmod 700 "$STATE" "$SECRETS"
+
+# One emulator per provider, each on its own port, as in the real world.
+LISTENS=()
+for pair in ollama=9411 groq=9412 vertex=9413 gemini=9414 openai=9415 anthropic=9416 bedrock=9417; do
+  LISTENS+=(--listen "${pair%%=*}=127.0.0.1:${pair##*=}")
+done
+READY="$STATE/emulators.ready"
+target/debug/provider-emulator "${LISTENS[@]}" --keys-dir "$KEYS" > "$READY" &
+EMULATOR_PID=$!
+trap 'kill "$EMULATOR_PID" 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
+
+# Wait (bounded) until every emulator has reported its base URL.
+for _ in $(seq 1 200); do
+  [ "$(grep -c '^ready ' "$READY" || true)" -ge "${#LISTENS[@]}" ] && break
+  kill -0 "$EMULATOR_PID" 2>/dev/null || { echo "provider-emulator exited" >&2; exit 1; }
+  sleep 0.05
+done
+base_url() { awk -v f="$1" '$1=="ready" && $2==f {print $3}' "$READY"; }
+
+use_emulator() { # provider ENV_VAR secret-names...
+  local provider=$1 var=$2; shift 2
+  echo "$var=$(base_url "$provider")" >> "$ENV_FILE"
+  for s in "$@"; do [ -f "$KEYS/$s" ] && cp "$KEYS/$s" "$SECRETS/$s"; done
+  echo "  $provider: emulator at $(base_url "$provider")"
+}
+
+echo "providers:"
+if [ -n "${OLLAMA_BASE_URL:-}" ]; then
+  echo "OLLAMA_BASE_URL=$OLLAMA_BASE_URL" >> "$ENV_FILE"; echo "  ollama: $OLLAMA_BASE_URL"
+else
+  use_emulator ollama OLLAMA_BASE_URL
+fi
+if [ -n "${GROQ_API_KEY:-}" ]; then
+  printf '%s' "$GROQ_API_KEY" > "$SECRETS/groq-api-key"; echo "  groq: api.groq.com"
+else
+  use_emulator groq GROQ_BASE_URL groq-api-key
+fi
+if [ -n "${VERTEX_SERVICE_ACCOUNT_FILE:-}" ]; then
+  cp "$VERTEX_SERVICE_ACCOUNT_FILE" "$SECRETS/vertex-service-account"
+  echo "VERTEX_PROJECT=${VERTEX_PROJECT:?set VERTEX_PROJECT with VERTEX_SERVICE_ACCOUNT_FILE}" >> "$ENV_FILE"
+  echo "  vertex: aiplatform.googleapis.com"
+else
+  use_emulator vertex VERTEX_BASE_URL vertex-service-account
+  echo "VERTEX_PROJECT=emulated-project" >> "$ENV_FILE"
+fi
+use_emulator gemini GEMINI_BASE_URL gemini-api-key
+use_emulator openai OPENAI_BASE_URL openai-api-key
+use_emulator anthropic ANTHROPIC_BASE_URL anthropic-api-key
+use_emulator bedrock BEDROCK_BASE_URL aws-access-key-id aws-secret-access-key
+
+echo "RUST_LOG=${RUST_LOG:-info}" >> "$ENV_FILE"
+echo "LOG_FORMAT=${LOG_FORMAT:-text}" >> "$ENV_FILE"
+echo "healthcheck_interval=1s" >> "$ENV_FILE"
+echo "write_timeout=10s" >> "$ENV_FILE"
+
+echo "gateway: http://$LISTEN  (try: curl -s http://$LISTEN/function/llm-router -d '{\"task\":\"generate\",\"prompt\":\"hi\",\"max_latency_ms\":200}')"
+target/debug/dev-gateway --stack stack.yml --listen "$LISTEN" \
+  --secrets-dir "$SECRETS" --env-file "$ENV_FILE" --bin-dir target/debug
