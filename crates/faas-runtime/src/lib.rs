@@ -1,1 +1,47 @@
-//! faas-runtime
+//! The small HTTP runtime every faas-llm-router function binary runs on.
+//!
+//! It speaks the contract of OpenFaaS's of-watchdog in `mode=http` (the function listens on a
+//! private upstream port, by default `127.0.0.1:3000`) and Knative's (listen on `$PORT`), and
+//! owns what every function would otherwise repeat:
+//!
+//! - HTTP/1.1 with keep-alive; every path and method goes to the function's [`Handler`], except
+//!   `GET /_/health`, `GET /_/ready` and `GET /metrics`;
+//! - request bodies (chunked or not) read under a size limit while they stream: 413 past it;
+//! - `X-Call-Id` taken or generated, put in the logs and on the response;
+//! - a panicking handler answers 500 and the server keeps going;
+//! - request metrics in the function's Prometheus registry;
+//! - the watchdog's shutdown sequence: grace period (`healthcheck_interval`) with health at 503,
+//!   then a drain bounded by `write_timeout`, then exit 0.
+//!
+//! A binary's `main` is usually just [`run`]; tests use [`bind`] and [`serve`] directly.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod body;
+mod call_id;
+mod config;
+mod dispatch;
+mod duration;
+mod error;
+mod handler;
+mod metrics;
+mod request_body;
+mod response;
+mod run;
+mod server;
+mod signal;
+mod telemetry;
+
+pub use body::{Body, BoxError, empty, full, streaming};
+pub use call_id::CALL_ID_HEADER;
+pub use config::{DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_WRITE_TIMEOUT, RuntimeConfig};
+pub use duration::parse_go_duration;
+pub use error::Error;
+pub use handler::{CallContext, Handler, HandlerFn, handler_fn};
+pub use metrics::{REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL};
+pub use response::{json_error, json_response};
+pub use run::run;
+pub use server::{bind, serve};
+pub use signal::shutdown_signal;
+pub use telemetry::init_tracing;

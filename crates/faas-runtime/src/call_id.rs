@@ -1,0 +1,69 @@
+//! The `X-Call-Id` request identifier.
+
+use http::HeaderMap;
+use http::header::HeaderName;
+
+/// The header OpenFaaS uses to identify a call across functions.
+pub const CALL_ID_HEADER: HeaderName = HeaderName::from_static("x-call-id");
+
+/// The longest incoming call id kept; longer ones are replaced (they end up in every log line).
+const MAX_LEN: usize = 128;
+
+/// The incoming `X-Call-Id` when it is usable (1 to 128 visible ASCII characters), otherwise a new
+/// UUID v4.
+pub(crate) fn from_headers(headers: &HeaderMap) -> String {
+    headers
+        .get(&CALL_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| is_usable(id))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+fn is_usable(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers_with(value: &'static [u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CALL_ID_HEADER,
+            HeaderValue::from_bytes(value).expect("valid header value"),
+        );
+        headers
+    }
+
+    fn is_uuid_v4(id: &str) -> bool {
+        uuid::Uuid::parse_str(id).is_ok_and(|uuid| uuid.get_version_num() == 4)
+    }
+
+    #[test]
+    fn keeps_a_usable_incoming_id() {
+        assert_eq!(from_headers(&headers_with(b"chain-123")), "chain-123");
+    }
+
+    #[test]
+    fn generates_a_uuid_v4_when_missing() {
+        let first = from_headers(&HeaderMap::new());
+        let second = from_headers(&HeaderMap::new());
+        assert!(is_uuid_v4(&first), "{first}");
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn replaces_unusable_incoming_ids() {
+        for value in [&b""[..], b"has space", b"\xffbinary", &[b'a'; 129]] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                CALL_ID_HEADER,
+                HeaderValue::from_bytes(value).expect("valid header value"),
+            );
+            let id = from_headers(&headers);
+            assert!(is_uuid_v4(&id), "{value:?} gave {id}");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Building JSON responses, including OpenAI-shaped errors.
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::body::{Body, full};
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+/// Body used when a value cannot be serialised; written by hand so it cannot fail itself.
+const SERIALISATION_FAILED: &str = r#"{"error":{"message":"the response could not be serialised","type":"internal_error","param":null,"code":null}}"#;
+
+/// A response with `status` and `value` serialised as JSON (`Content-Type: application/json`).
+///
+/// If `value` cannot be serialised (a map with non-string keys, a failing `Serialize` impl), the
+/// failure is logged and the response is a 500 JSON error instead.
+pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => with_content_type(status, APPLICATION_JSON, bytes),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot serialise the JSON response");
+            with_content_type(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                APPLICATION_JSON,
+                SERIALISATION_FAILED,
+            )
+        }
+    }
+}
+
+/// An OpenAI-shaped error response:
+/// `{"error":{"message":…,"type":kind,"param":param|null,"code":null}}`.
+pub fn json_error(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    param: Option<&str>,
+) -> Response<Body> {
+    json_response(
+        status,
+        &ErrorEnvelope {
+            error: ErrorDetail {
+                message,
+                kind,
+                param,
+                code: None,
+            },
+        },
+    )
+}
+
+/// A plain-text response, for the runtime's health endpoints.
+pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    with_content_type(status, TEXT_PLAIN, text)
+}
+
+/// A response with an explicit content type.
+pub(crate) fn with_content_type(
+    status: StatusCode,
+    content_type: HeaderValue,
+    body: impl Into<bytes::Bytes>,
+) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, content_type);
+    response
+}
+
+#[derive(Serialize)]
+struct ErrorEnvelope<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use serde_json::{Value, json};
+
+    async fn body_json(response: Response<Body>) -> Value {
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("full body")
+            .to_bytes();
+        serde_json::from_slice(&bytes).expect("valid JSON")
+    }
+
+    #[tokio::test]
+    async fn json_error_has_the_openai_shape() {
+        let response = json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "model is required",
+            Some("model"),
+        );
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_json(response).await,
+            json!({"error": {"message": "model is required", "type": "invalid_request_error", "param": "model", "code": null}})
+        );
+    }
+
+    #[tokio::test]
+    async fn json_error_without_param_has_null() {
+        let response = json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "boom",
+            None,
+        );
+        assert_eq!(
+            body_json(response).await,
+            json!({"error": {"message": "boom", "type": "internal_error", "param": null, "code": null}})
+        );
+    }
+
+    #[tokio::test]
+    async fn json_response_serialises_the_value() {
+        let response = json_response(StatusCode::CREATED, &json!({"id": 7}));
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(body_json(response).await, json!({"id": 7}));
+    }
+
+    #[tokio::test]
+    async fn unserialisable_values_become_a_500_json_error() {
+        let mut map = std::collections::HashMap::new();
+        map.insert((1, 2), "tuple keys are not JSON object keys");
+        let response = json_response(StatusCode::OK, &map);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body_json(response).await["error"]["type"], "internal_error");
+    }
+}

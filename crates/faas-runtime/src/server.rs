@@ -1,0 +1,264 @@
+//! Binding, the accept loop, and the shutdown sequence of of-watchdog's contract: grace period with
+//! health at 503, then a drain bounded by `write_timeout`.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus::Registry;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Sleep;
+
+use crate::Error;
+use crate::config::RuntimeConfig;
+use crate::dispatch::{Phase, Shared, dispatch, panic_message};
+use crate::handler::Handler;
+use crate::metrics::RuntimeMetrics;
+
+/// How long to pause accepting after an error such as "too many open files".
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Binds the listening socket at `config.listen`.
+///
+/// Call it first, before any slow initialisation: the watchdog reports the function healthy as
+/// soon as it starts, and forwards requests that fail with a 500 while nothing listens.
+/// `TCP_NODELAY` is set on every accepted connection by [`serve`].
+///
+/// # Errors
+/// [`Error::Bind`] when the address cannot be bound (in use, not local, no permission).
+pub async fn bind(config: &RuntimeConfig) -> Result<TcpListener, Error> {
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })
+}
+
+/// Serves HTTP/1.1 (keep-alive) on `listener` until `shutdown` resolves, then shuts down the way
+/// of-watchdog expects:
+///
+/// 1. keeps accepting and serving for `config.healthcheck_interval`, while `GET /_/health` (and
+///    `/_/ready`) answer 503 so probes stop routing here;
+/// 2. closes the listener and lets in-flight requests finish, for at most `config.write_timeout`
+///    (idle keep-alive connections are closed at once; what is left after that is dropped);
+/// 3. returns `Ok(())`.
+///
+/// `init` builds the handler and may be slow (model loading, secrets). Connections are accepted
+/// while it runs; function requests wait for it, and `GET /_/ready` answers 503 until it is done.
+/// `init` runs on the task that calls `serve`: do blocking work in `spawn_blocking`.
+///
+/// The runtime's metric families are registered into `registry`, which `GET /metrics` exposes.
+///
+/// # Errors
+/// - [`Error::Metrics`] when the runtime's families cannot be registered in `registry`.
+/// - [`Error::Init`] when `init` fails or panics (logged too). Requests waiting for it get a 503,
+///   the listener is closed and the remaining connections drain first.
+pub async fn serve<H, F, E>(
+    listener: TcpListener,
+    config: RuntimeConfig,
+    registry: Registry,
+    init: F,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error>
+where
+    F: Future<Output = Result<H, E>> + Send,
+    H: Handler,
+    E: Display,
+{
+    let metrics = RuntimeMetrics::register(&registry, &config.function_name)?;
+    let (phase_tx, phase_rx) = watch::channel(Phase::Initialising);
+    let shared = Arc::new(Shared {
+        function_name: config.function_name.clone(),
+        max_body_bytes: config.max_body_bytes,
+        registry,
+        metrics,
+        phase: phase_rx,
+        draining: AtomicBool::new(false),
+    });
+    match listener.local_addr() {
+        Ok(addr) => {
+            tracing::info!(function = %config.function_name, listen = %addr, "serving; initialising the function")
+        }
+        Err(err) => {
+            tracing::info!(function = %config.function_name, error = %err, "serving; initialising the function")
+        }
+    }
+
+    let mut connections = Connections::new();
+    let mut init = pin!(AssertUnwindSafe(init).catch_unwind());
+    let mut init_pending = true;
+    let mut init_error = None;
+    let mut shutdown = pin!(shutdown);
+    let mut grace: Option<Pin<Box<Sleep>>> = None;
+
+    loop {
+        tokio::select! {
+            // Ordered so that once the grace period is over no further connection is accepted.
+            biased;
+            outcome = &mut init, if init_pending => {
+                init_pending = false;
+                if let Err(err) = finish_init(outcome, &phase_tx) {
+                    init_error = Some(err);
+                    break;
+                }
+            }
+            () = &mut shutdown, if grace.is_none() => {
+                shared.start_draining();
+                tracing::info!(
+                    grace_ms = millis(config.healthcheck_interval),
+                    "shutdown requested: /_/health answers 503, serving on during the grace period"
+                );
+                grace = Some(Box::pin(tokio::time::sleep(config.healthcheck_interval)));
+            }
+            () = elapsed(&mut grace) => break,
+            Some(joined) = connections.tasks.join_next() => {
+                if let Err(err) = joined {
+                    tracing::error!(error = %err, "a connection task failed");
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => connections.serve(stream, Arc::clone(&shared)),
+                Err(err) => accept_failed(&err).await,
+            },
+        }
+    }
+
+    drop(listener);
+    shared.start_draining();
+    tracing::info!(
+        open_connections = connections.graceful.count(),
+        drain_budget_ms = millis(config.write_timeout),
+        "listener closed; draining in-flight requests"
+    );
+    let Connections {
+        graceful, tasks, ..
+    } = connections;
+    let mut drain = pin!(tokio::time::timeout(
+        config.write_timeout,
+        graceful.shutdown()
+    ));
+    loop {
+        tokio::select! {
+            outcome = &mut init, if init_pending => {
+                init_pending = false;
+                if let Err(err) = finish_init(outcome, &phase_tx) {
+                    init_error.get_or_insert(err);
+                }
+            }
+            drained = &mut drain => {
+                if drained.is_err() {
+                    tracing::warn!(
+                        "write_timeout reached with requests still in flight; closing their connections"
+                    );
+                }
+                break;
+            }
+        }
+    }
+    // Dropping the set aborts whatever is still running.
+    drop(tasks);
+
+    match init_error {
+        Some(err) => Err(err),
+        None => {
+            tracing::info!("shutdown complete");
+            Ok(())
+        }
+    }
+}
+
+/// The server's open connections.
+struct Connections {
+    builder: http1::Builder,
+    graceful: GracefulShutdown,
+    tasks: JoinSet<()>,
+}
+
+impl Connections {
+    fn new() -> Self {
+        let mut builder = http1::Builder::new();
+        builder.keep_alive(true);
+        Self {
+            builder,
+            graceful: GracefulShutdown::new(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Serves one accepted connection on its own task.
+    fn serve<H: Handler>(&mut self, stream: TcpStream, shared: Arc<Shared<H>>) {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+        let service = service_fn(move |req| dispatch(Arc::clone(&shared), req));
+        let connection = self
+            .graceful
+            .watch(self.builder.serve_connection(TokioIo::new(stream), service));
+        self.tasks.spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Publishes the outcome of `init`; an error (or panic) is logged and returned.
+fn finish_init<H, E: Display>(
+    outcome: std::thread::Result<Result<H, E>>,
+    phase: &watch::Sender<Phase<H>>,
+) -> Result<(), Error> {
+    let message = match outcome {
+        Ok(Ok(handler)) => {
+            phase.send_replace(Phase::Ready(Arc::new(handler)));
+            tracing::info!("function initialised; ready");
+            return Ok(());
+        }
+        Ok(Err(err)) => err.to_string(),
+        Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
+    };
+    phase.send_replace(Phase::Failed);
+    tracing::error!(error = %message, "function initialisation failed");
+    Err(Error::Init(message))
+}
+
+/// Resolves when the grace period has started and elapsed.
+async fn elapsed(grace: &mut Option<Pin<Box<Sleep>>>) {
+    match grace {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_failed(err: &std::io::Error) {
+    use std::io::ErrorKind;
+    match err.kind() {
+        // The client gave up before the connection was accepted: nothing to do.
+        ErrorKind::ConnectionAborted
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionRefused
+        | ErrorKind::Interrupted => {
+            tracing::debug!(error = %err, "connection lost before accept");
+        }
+        // Typically out of file descriptors: pause instead of spinning.
+        _ => {
+            tracing::error!(error = %err, "cannot accept connections");
+            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
