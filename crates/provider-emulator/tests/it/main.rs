@@ -1,0 +1,4 @@
+//! End-to-end tests of every emulator over real HTTP on 127.0.0.1.
+
+mod common;
+mod ollama;
