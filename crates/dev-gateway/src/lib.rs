@@ -1,1 +1,50 @@
-//! dev-gateway
+//! Local development runner for the fleet: an OpenFaaS-compatible gateway that
+//! runs each function of `stack.yml` as a local process, started on its first
+//! request (scale from zero) and stopped after its idle time, imitating the CE
+//! gateway and provider closely enough that functions behave as in production.
+//!
+//! # Layout
+//! - [`stack_file`]: `stack.yml` parsing (envsubst, `environment_file`, lenient scalars).
+//! - [`env_file`]: `KEY=VALUE` override files (`--env-file`).
+//! - [`function_spec`]: [`FunctionSpec`], built from the stack or given directly.
+//! - [`go_duration`]: Go duration syntax of the scaling labels.
+//! - [`forwarding`]: path stripping and header rules of `/function/<name>`.
+//! - `gateway`: [`DevGateway`] configuration, [`RunningGateway`], routing, shutdown.
+//! - `registry`: per-function process state, scale from/to zero, `/system/functions` data.
+//! - `function_process`: spawning, health probing and stopping one process.
+//! - `proxy`: streaming a request to a process and its response back.
+//! - `system_api`: `/system/*` and `/healthz`.
+//! - `secrets_mount`: per-function secrets folders.
+//! - [`cli`]: the `dev-gateway` command line.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod env_file;
+mod envsubst;
+mod error;
+pub mod forwarding;
+mod function_process;
+pub mod function_spec;
+mod gateway;
+pub mod go_duration;
+mod proxy;
+mod registry;
+mod secrets_mount;
+pub mod stack_file;
+mod system_api;
+mod yaml_values;
+
+pub use error::Error;
+pub use function_spec::{FunctionSpec, SpecOptions};
+pub use gateway::{DevGateway, RunningGateway};
+pub use registry::{FUNCTION_NAMESPACE, FunctionStatus};
+pub use secrets_mount::MOUNTS_DIR;
+pub use stack_file::{Stack, StackFunction};
+
+/// Whether `name` matches the gateway's function-name pattern `[-a-zA-Z_0-9.]+`.
+pub fn is_valid_function_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}

@@ -1,0 +1,91 @@
+//! Per-function secrets folders: a function sees only the secrets it lists in
+//! `stack.yml`, as with the projected volume OpenFaaS mounts at
+//! `/var/openfaas/secrets`.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Name of the folder, inside the secrets folder, holding one folder per function.
+pub const MOUNTS_DIR: &str = ".mounts";
+
+/// Recreates `<secrets_dir>/.mounts/<function>/` holding copies of exactly the
+/// listed secrets that exist in `secrets_dir`, and returns its absolute path.
+/// Secrets that are listed but missing are logged and skipped (OpenFaaS would
+/// refuse the deployment; locally the function gets to report it).
+pub(crate) fn prepare_secrets_mount(
+    secrets_dir: &Path,
+    function: &str,
+    secrets: &[String],
+) -> Result<PathBuf, Error> {
+    let mount = std::path::absolute(secrets_dir.join(MOUNTS_DIR).join(function))
+        .map_err(|e| Error::file("resolving", secrets_dir, e))?;
+    match std::fs::remove_dir_all(&mount) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::file("clearing", &mount, e)),
+    }
+    std::fs::create_dir_all(&mount).map_err(|e| Error::file("creating", &mount, e))?;
+    for secret in secrets {
+        if secret.is_empty() || secret.starts_with('.') || secret.contains(['/', '\\']) {
+            tracing::warn!(function, secret, "ignoring secret with an invalid name");
+            continue;
+        }
+        let source = secrets_dir.join(secret);
+        if !source.is_file() {
+            tracing::warn!(
+                function,
+                secret,
+                path = %source.display(),
+                "secret listed in stack.yml is missing from the secrets folder"
+            );
+            continue;
+        }
+        let target = mount.join(secret);
+        std::fs::copy(&source, &target)
+            .map_err(|e| Error::file("copying secret to", &target, e))?;
+    }
+    Ok(mount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_exactly_the_listed_existing_secrets() {
+        let dir =
+            std::env::temp_dir().join(format!("dev-gateway-secrets-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("groq-api-key"), "gsk-1\n").unwrap();
+        std::fs::write(dir.join("vertex-sa"), "{}").unwrap();
+        std::fs::write(dir.join("unlisted"), "nope").unwrap();
+
+        let mount =
+            prepare_secrets_mount(&dir, "router", &["groq-api-key".into(), "missing".into()])
+                .unwrap();
+        assert!(mount.is_absolute());
+        assert!(mount.ends_with(".mounts/router"));
+        let mut names: Vec<_> = std::fs::read_dir(&mount)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["groq-api-key"]);
+        assert_eq!(
+            std::fs::read_to_string(mount.join("groq-api-key")).unwrap(),
+            "gsk-1\n"
+        );
+
+        // A later start with a different list leaves nothing stale behind.
+        let mount =
+            prepare_secrets_mount(&dir, "router", &["vertex-sa".into(), "../unlisted".into()])
+                .unwrap();
+        let names: Vec<_> = std::fs::read_dir(&mount)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["vertex-sa"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
