@@ -69,6 +69,9 @@ pub(crate) struct Memory {
     pub(crate) last_prompt: HashMap<String, u64>,
     /// Models already "loaded" (Ollama reports `load_duration` once).
     pub(crate) loaded: HashMap<String, ()>,
+    /// Tokens used in the current minute (minute since the epoch, tokens),
+    /// for the remaining-tokens rate-limit headers.
+    pub(crate) token_window: (i64, u64),
 }
 
 impl Shared {

@@ -68,3 +68,15 @@ pub fn parse_sse(text: &str) -> Vec<(String, String)> {
     }
     events
 }
+
+/// Starts an instant emulator with generated credentials; returns the
+/// emulator and the secrets a client would be given.
+pub async fn start_with_secrets(
+    flavor: provider_emulator::ProviderFlavor,
+) -> (Emulator, provider_emulator::ClientSecrets) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let root = format!("http://{}", listener.local_addr().unwrap());
+    let (creds, secrets) = provider_emulator::Credentials::generate(flavor, &root, 7).unwrap();
+    let config = EmulatorConfig::instant(flavor).with_credentials(creds);
+    (Emulator::start(listener, config).await.unwrap(), secrets)
+}
