@@ -643,9 +643,12 @@ pub(crate) fn cut_body(
 }
 
 /// Adds a header if the value is valid.
-pub(crate) fn set_header(resp: &mut Response<EmuBody>, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        resp.headers_mut().insert(name, v);
+pub(crate) fn set_header(resp: &mut Response<EmuBody>, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        http::HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        resp.headers_mut().insert(n, v);
     }
 }
 

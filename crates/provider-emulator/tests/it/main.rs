@@ -1,5 +1,6 @@
 //! End-to-end tests of every emulator over real HTTP on 127.0.0.1.
 
+mod anthropic;
 mod common;
 mod ollama;
 mod openai;
