@@ -261,7 +261,7 @@ async fn invoke(
         %method,
         path = upstream,
         status = response.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
+        ms_to_headers = started.elapsed().as_millis() as u64,
         "invoke"
     );
     response

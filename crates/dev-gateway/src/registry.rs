@@ -168,8 +168,22 @@ impl Registry {
     /// Counts an invocation and returns a lease on a healthy process, starting
     /// one first if none runs (scale from zero). A process found dead is
     /// replaced, as Kubernetes would restart a crashed pod.
-    pub(crate) async fn acquire(&self, slot: &Arc<FunctionSlot>) -> Result<Lease, Error> {
+    ///
+    /// Runs in its own task so that a client hanging up during a cold start
+    /// does not abort the start the queued requests are waiting for.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        slot: &Arc<FunctionSlot>,
+    ) -> Result<Lease, Error> {
         slot.invocations.fetch_add(1, Ordering::Relaxed);
+        let registry = Arc::clone(self);
+        let slot = Arc::clone(slot);
+        tokio::spawn(async move { registry.acquire_in_task(&slot).await })
+            .await
+            .map_err(|e| Error::System(format!("start-up task failed: {e}")))?
+    }
+
+    async fn acquire_in_task(&self, slot: &Arc<FunctionSlot>) -> Result<Lease, Error> {
         let mut process = slot.process.lock().await;
         if let Some(running) = process.as_ref()
             && let Some(how) = running.exit()
@@ -254,7 +268,21 @@ impl Registry {
     }
 
     /// Scales a function to 0 (stop) or 1 (start and wait until healthy).
-    pub(crate) async fn scale(&self, slot: &Arc<FunctionSlot>, replicas: u64) -> Result<(), Error> {
+    /// Like [`Registry::acquire`], runs in its own task so a caller going away
+    /// does not abort a start half-way.
+    pub(crate) async fn scale(
+        self: &Arc<Self>,
+        slot: &Arc<FunctionSlot>,
+        replicas: u64,
+    ) -> Result<(), Error> {
+        let registry = Arc::clone(self);
+        let slot = Arc::clone(slot);
+        tokio::spawn(async move { registry.scale_in_task(&slot, replicas).await })
+            .await
+            .map_err(|e| Error::System(format!("scaling task failed: {e}")))?
+    }
+
+    async fn scale_in_task(&self, slot: &Arc<FunctionSlot>, replicas: u64) -> Result<(), Error> {
         if replicas == 0 {
             self.stop(slot, "scaled to zero").await;
             return Ok(());

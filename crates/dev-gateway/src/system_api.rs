@@ -1,6 +1,8 @@
 //! The provider routes the local gateway answers itself: `/system/functions`,
 //! `/system/function/<name>`, `/system/scale-function/<name>` and `/healthz`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
@@ -22,7 +24,7 @@ struct ScaleRequest {
 /// Answers a `/system/...` or `/healthz` request, or `None` when the path is
 /// not one of them.
 pub(crate) async fn handle(
-    registry: &Registry,
+    registry: &Arc<Registry>,
     method: &Method,
     path: &str,
     body: Incoming,
