@@ -1,1 +1,18 @@
-fn main() {}
+//! classify: cheap task and difficulty classification.
+#![forbid(unsafe_code)]
+
+mod handler;
+
+use std::process::ExitCode;
+
+use prometheus::Registry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let registry = Registry::new();
+    let metrics = registry.clone();
+    faas_runtime::run("classify", registry, |_config| async move {
+        handler::ClassifyHandler::new(&metrics)
+    })
+    .await
+}
