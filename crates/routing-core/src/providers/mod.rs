@@ -1,10 +1,165 @@
 //! Provider clients behind one normalised interface.
+//!
+//! [`Providers::from_env`] builds every configured provider once at start;
+//! each [`Provider`] answers [`chat`](Provider::chat),
+//! [`chat_stream`](Provider::chat_stream) and [`embed`](Provider::embed)
+//! with normalised types and classified [`ProviderError`]s. Every call is
+//! bounded by the deadline of its [`CallContext`].
+//!
+//! Each client module holds its wire types and pure functions
+//! (`build_*_request`, `parse_*`, `map_error`, a stream decoder); the async
+//! methods only send.
 
+pub mod anthropic;
+pub mod bedrock;
+mod classify;
+mod config;
 mod error;
+pub mod google;
+pub mod ollama;
+pub mod openai;
+mod retry_after;
+mod stream;
+mod transport;
 mod types;
 
+use std::pin::Pin;
+
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+
+pub use config::{ProviderConfigError, Providers, env_vars, secret_names};
 pub use error::ProviderError;
+pub use stream::STREAM_IDLE_TIMEOUT;
 pub use types::{
     ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason, Locality,
     Message, Role, Usage,
 };
+
+/// Per-call context: an id for logs and the instant by which the whole call
+/// (including reading a stream to its end) must be over.
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext<'a> {
+    /// The caller's id for this call, for logs.
+    pub call_id: &'a str,
+    /// When the call times out with [`ProviderError::Timeout`].
+    pub deadline: tokio::time::Instant,
+}
+
+/// A streamed chat: deltas, then one [`ChatChunk::Done`] carrying the usage
+/// the provider reported in the stream; or an error, after which the stream
+/// ends.
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
+
+/// The wire protocol family of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Ollama's native `/api/*`.
+    Ollama,
+    /// OpenAI `/chat/completions` and compatible servers.
+    OpenAiCompatible,
+    /// Vertex AI Gemini with OAuth2.
+    Vertex,
+    /// The Gemini Developer API with an API key.
+    Gemini,
+    /// Anthropic Messages.
+    Anthropic,
+    /// AWS Bedrock Runtime Converse.
+    Bedrock,
+}
+
+/// One configured provider (enum dispatch over the client families).
+#[derive(Debug)]
+pub enum Provider {
+    /// Ollama.
+    Ollama(ollama::Ollama),
+    /// groq, openai, openrouter, deepseek, mistral, vllm.
+    OpenAiCompatible(openai::OpenAiCompatible),
+    /// vertex or gemini.
+    Google(google::Gemini),
+    /// anthropic.
+    Anthropic(anthropic::Anthropic),
+    /// bedrock.
+    Bedrock(bedrock::Bedrock),
+}
+
+impl Provider {
+    /// The configured name (`groq`, `openai`, ...), used as metric label.
+    pub fn name(&self) -> &str {
+        match self {
+            Provider::Ollama(p) => p.name(),
+            Provider::OpenAiCompatible(p) => p.name(),
+            Provider::Google(p) => p.name(),
+            Provider::Anthropic(p) => p.name(),
+            Provider::Bedrock(p) => p.name(),
+        }
+    }
+
+    /// The protocol family.
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            Provider::Ollama(_) => ProviderKind::Ollama,
+            Provider::OpenAiCompatible(_) => ProviderKind::OpenAiCompatible,
+            Provider::Google(p) => p.kind(),
+            Provider::Anthropic(_) => ProviderKind::Anthropic,
+            Provider::Bedrock(_) => ProviderKind::Bedrock,
+        }
+    }
+
+    /// Where the provider runs.
+    pub fn locality(&self) -> Locality {
+        match self {
+            Provider::Ollama(p) => p.locality(),
+            Provider::OpenAiCompatible(p) => p.locality(),
+            Provider::Google(_) | Provider::Anthropic(_) | Provider::Bedrock(_) => {
+                Locality::External
+            }
+        }
+    }
+
+    /// A complete chat.
+    pub async fn chat(
+        &self,
+        req: &ChatRequest,
+        cx: &CallContext<'_>,
+    ) -> Result<ChatResponse, ProviderError> {
+        match self {
+            Provider::Ollama(p) => p.chat(req, cx).await,
+            Provider::OpenAiCompatible(p) => p.chat(req, cx).await,
+            Provider::Google(p) => p.chat(req, cx).await,
+            Provider::Anthropic(p) => p.chat(req, cx).await,
+            Provider::Bedrock(p) => p.chat(req, cx).await,
+        }
+    }
+
+    /// A streamed chat; usage comes from the stream's own usage events.
+    pub async fn chat_stream(
+        &self,
+        req: &ChatRequest,
+        cx: &CallContext<'_>,
+    ) -> Result<ChatStream, ProviderError> {
+        match self {
+            Provider::Ollama(p) => p.chat_stream(req, cx).await,
+            Provider::OpenAiCompatible(p) => p.chat_stream(req, cx).await,
+            Provider::Google(p) => p.chat_stream(req, cx).await,
+            Provider::Anthropic(p) => p.chat_stream(req, cx).await,
+            Provider::Bedrock(p) => p.chat_stream(req, cx).await,
+        }
+    }
+
+    /// Embeddings; [`ProviderError::BadRequest`] where the provider has none.
+    pub async fn embed(
+        &self,
+        req: &EmbedRequest,
+        cx: &CallContext<'_>,
+    ) -> Result<EmbedResponse, ProviderError> {
+        match self {
+            Provider::Ollama(p) => p.embed(req, cx).await,
+            Provider::OpenAiCompatible(p) => p.embed(req, cx).await,
+            Provider::Google(p) => p.embed(req, cx).await,
+            Provider::Anthropic(p) => p.embed(req, cx).await,
+            Provider::Bedrock(p) => p.embed(req, cx).await,
+        }
+    }
+}
