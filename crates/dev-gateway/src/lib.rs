@@ -3,6 +3,32 @@
 //! request (scale from zero) and stopped after its idle time, imitating the CE
 //! gateway and provider closely enough that functions behave as in production.
 //!
+//! # Running it
+//! ```text
+//! dev-gateway --stack stack.yml [--listen 127.0.0.1:8080] [--secrets-dir .dev/secrets]
+//!             [--env-file scripts/dev.env] [--bin-dir target/debug] [--build] [--release]
+//!             [--idle 30s] [--startup-timeout 30s] [--stop-timeout 10s]
+//! ```
+//! The binary of function `<name>` is `<bin-dir>/<name>`. Each process gets the
+//! stack `environment` (merged with its `environment_file`s), the `--env-file`
+//! overrides, and `upstream_url=http://127.0.0.1:<free port>`,
+//! `SECRETS_DIR=<secrets-dir>/.mounts/<name>` (only its own secrets) and
+//! `OPENFAAS_GATEWAY_URL=http://<listen addr>`. Logs go to stderr (`RUST_LOG`
+//! filters them); children inherit stdout and stderr.
+//!
+//! # Embedding
+//! ```no_run
+//! # async fn demo() -> Result<(), dev_gateway::Error> {
+//! use dev_gateway::{DevGateway, FunctionSpec};
+//! let gateway = DevGateway::new(vec![FunctionSpec::new("embed", "target/debug/embed")])
+//!     .start()
+//!     .await?;
+//! println!("{}/function/embed", gateway.url());
+//! gateway.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //! - [`stack_file`]: `stack.yml` parsing (envsubst, `environment_file`, lenient scalars).
 //! - [`env_file`]: `KEY=VALUE` override files (`--env-file`).

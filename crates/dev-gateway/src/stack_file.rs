@@ -335,6 +335,17 @@ configuration:
     }
 
     #[test]
+    fn yaml_anchors_and_merge_keys_work() {
+        let stack = parse(
+            "x-env: &common\n  LOG_FORMAT: json\n  RUST_LOG: info\nfunctions:\n  a:\n    environment:\n      <<: *common\n      RUST_LOG: debug\n  b:\n    environment: *common\n",
+        )
+        .unwrap();
+        assert_eq!(stack.functions["a"].environment["LOG_FORMAT"], "json");
+        assert_eq!(stack.functions["a"].environment["RUST_LOG"], "debug");
+        assert_eq!(stack.functions["b"].environment["RUST_LOG"], "info");
+    }
+
+    #[test]
     fn empty_functions_are_allowed() {
         assert!(parse("functions:\n").unwrap().functions.is_empty());
         assert!(parse("version: 1.0\n").unwrap().functions.is_empty());

@@ -1,10 +1,12 @@
 //! The `dev-gateway` binary end to end: stack.yml, env file, secrets folder,
-//! cold-start logging and SIGTERM handling.
+//! `--build`, cold-start logging and SIGTERM handling.
 
 mod support;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 
 use http::StatusCode;
@@ -12,29 +14,107 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{DEADLINE, Http, eventually, temp_dir};
 
-#[tokio::test]
-async fn serves_a_stack_and_stops_its_functions_on_sigterm() {
-    let dir = temp_dir("cli");
-    let bin_dir = dir.join("bin");
-    std::fs::create_dir_all(&bin_dir).unwrap();
-    // The binary of function <name> is <bin-dir>/<name>.
-    for name in ["echo-fn", "warm"] {
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_dev-gateway-echo"), bin_dir.join(name))
+/// The gateway binary with its log captured line by line.
+struct GatewayProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl GatewayProcess {
+    fn spawn<I, K, V>(dir: &Path, args: &[&str], envs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dev-gateway"))
+            .current_dir(dir)
+            .args(args)
+            .envs(envs)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        // Keep draining the log so the gateway never blocks on a full pipe.
+        let (lines_tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        GatewayProcess {
+            child,
+            lines,
+            log: Vec::new(),
+        }
     }
-    std::fs::create_dir_all(dir.join("env")).unwrap();
-    std::fs::write(
-        dir.join("env/common.yml"),
-        "environment:\n  FROM_FILE: file\n  SHARED: file\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("dev.env"), "# local\nOVERRIDDEN=dev-env\n").unwrap();
-    std::fs::create_dir_all(dir.join("secrets")).unwrap();
-    std::fs::write(dir.join("secrets/api-key"), "k").unwrap();
-    let marker = dir.join("echo-fn.terminated");
-    std::fs::write(
-        dir.join("stack.yml"),
-        r#"version: 1.0
+
+    /// Reads the log until the gateway says where it listens.
+    fn base_url(&mut self) -> String {
+        loop {
+            let line = self.lines.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+                panic!(
+                    "the gateway never said it was listening:\n{}",
+                    self.log.join("\n")
+                )
+            });
+            self.log.push(line.clone());
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+    }
+
+    async fn wait(&mut self) -> ExitStatus {
+        let status = eventually("the gateway to exit", || {
+            let exited = self.child.try_wait().unwrap();
+            async move { exited }
+        })
+        .await;
+        // The pipe closes with the process; collect the rest of the log.
+        while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
+            self.log.push(line);
+        }
+        status
+    }
+
+    async fn terminate(&mut self) -> ExitStatus {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        kill(pid, Signal::SIGTERM).unwrap();
+        self.wait().await
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        // Only matters when an assertion failed half-way.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A project folder with a bin folder holding the echo function under `names`.
+fn project(names: &[&str]) -> PathBuf {
+    let dir = temp_dir("cli");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    for name in names {
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_dev-gateway-echo"),
+            dir.join("bin").join(name),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+const STACK: &str = r#"version: 1.0
 provider:
   name: openfaas
 functions:
@@ -57,53 +137,40 @@ functions:
     handler: ./functions/warm
     labels:
       com.openfaas.scale.min: 1
-"#,
+"#;
+
+#[tokio::test]
+async fn serves_a_stack_and_stops_its_functions_on_sigterm() {
+    let dir = project(&["echo-fn", "warm"]);
+    std::fs::create_dir_all(dir.join("env")).unwrap();
+    std::fs::write(
+        dir.join("env/common.yml"),
+        "environment:\n  FROM_FILE: file\n  SHARED: file\n",
     )
     .unwrap();
+    std::fs::write(dir.join("dev.env"), "# local\nOVERRIDDEN=dev-env\n").unwrap();
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::write(dir.join("secrets/api-key"), "k").unwrap();
+    std::fs::write(dir.join("stack.yml"), STACK).unwrap();
+    let marker = dir.join("echo-fn.terminated");
 
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_dev-gateway"))
-        .current_dir(&dir)
-        .args([
+    let mut gateway = GatewayProcess::spawn(
+        &dir,
+        &[
             "--stack",
             "stack.yml",
             "--listen",
             "127.0.0.1:0",
             "--bin-dir",
             "bin",
-        ])
-        .args(["--secrets-dir", "secrets", "--env-file", "dev.env"])
-        .env("MARKER", &marker)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let gateway_pid = Pid::from_raw(i32::try_from(gateway.id()).unwrap());
-
-    // Keep draining the log so the gateway never blocks on a full pipe.
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    let stderr = gateway.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    let next_line = |log: &mut Vec<String>| {
-        let line = lines
-            .recv_timeout(DEADLINE)
-            .expect("the gateway stopped logging");
-        log.push(line.clone());
-        line
-    };
-    let base = loop {
-        let line = next_line(&mut log);
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+            "--secrets-dir",
+            "secrets",
+            "--env-file",
+            "dev.env",
+        ],
+        [("MARKER", &marker)],
+    );
+    let base = gateway.base_url();
 
     let http = Http::new();
     let env = http.get(&format!("{base}/function/echo-fn/_/env")).await;
@@ -130,7 +197,7 @@ functions:
     assert_eq!(listed[0]["name"], "echo-fn");
     assert_eq!(listed[0]["image"], "ghcr.io/example/echo-fn:latest");
     assert!(listed[0]["coldStartMs"].is_u64(), "{listed}");
-    eventually("scale.min function to be up", || async {
+    eventually("the scale.min function to be up", || async {
         let warm = http
             .get(&format!("{base}/system/function/warm"))
             .await
@@ -139,21 +206,89 @@ functions:
     })
     .await;
 
-    kill(gateway_pid, Signal::SIGTERM).unwrap();
-    let status = eventually("the gateway to exit", || {
-        let exited = gateway.try_wait().unwrap();
-        async move { exited }
-    })
-    .await;
+    let status = gateway.terminate().await;
     assert!(status.success(), "{status}");
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "SIGTERM");
-    while let Ok(line) = lines.recv_timeout(DEADLINE) {
-        log.push(line);
-    }
-    let cold_start = log
+    let cold_start = gateway
+        .log
         .iter()
         .find(|line| line.contains("cold start: function ready") && line.contains("echo-fn"))
-        .unwrap_or_else(|| panic!("cold starts must be logged:\n{}", log.join("\n")));
+        .unwrap_or_else(|| panic!("cold starts must be logged:\n{}", gateway.log.join("\n")));
     assert!(cold_start.contains("cold_start_ms="), "{cold_start}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A stand-in for cargo that records its arguments and exits with `code`.
+fn fake_cargo(dir: &Path, code: u8) -> PathBuf {
+    let script = dir.join("fake-cargo");
+    let record = dir.join("cargo-args");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" > '{}'\nexit {code}\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+#[tokio::test]
+async fn build_runs_cargo_once_for_all_functions() {
+    let dir = project(&["echo-fn", "warm"]);
+    std::fs::write(
+        dir.join("stack.yml"),
+        "functions:\n  echo-fn:\n    handler: ./a\n  warm:\n    handler: ./b\n",
+    )
+    .unwrap();
+    let cargo = fake_cargo(&dir, 0);
+    let mut gateway = GatewayProcess::spawn(
+        &dir,
+        &["--listen", "127.0.0.1:0", "--bin-dir", "bin", "--build"],
+        [("CARGO", &cargo)],
+    );
+    gateway.base_url();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cargo-args")).unwrap(),
+        "build --bins -p echo-fn -p warm\n"
+    );
+    assert!(gateway.terminate().await.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_build_or_a_bad_stack_exits_non_zero() {
+    let dir = project(&["echo-fn"]);
+    std::fs::write(
+        dir.join("stack.yml"),
+        "functions:\n  echo-fn:\n    handler: ./a\n",
+    )
+    .unwrap();
+    let cargo = fake_cargo(&dir, 101);
+    let mut gateway = GatewayProcess::spawn(
+        &dir,
+        &["--listen", "127.0.0.1:0", "--build"],
+        [("CARGO", &cargo)],
+    );
+    assert!(!gateway.wait().await.success());
+    assert!(
+        gateway.log.iter().any(|l| l.contains("cargo build failed")),
+        "{}",
+        gateway.log.join("\n")
+    );
+
+    std::fs::write(
+        dir.join("stack.yml"),
+        "functions:\n  echo-fn:\n    secrets: api-key\n",
+    )
+    .unwrap();
+    let mut gateway = GatewayProcess::spawn(&dir, &["--listen", "127.0.0.1:0"], [("UNUSED", "")]);
+    assert!(!gateway.wait().await.success());
+    let log = gateway.log.join("\n");
+    assert!(
+        log.contains("stack.yml") && log.contains("secrets: api-key"),
+        "{log}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

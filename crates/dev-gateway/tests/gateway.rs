@@ -549,3 +549,87 @@ async fn functions_can_chain_through_the_gateway_url_they_are_given() {
     assert_eq!(reply.json()["headers"]["x-call-id"][0], "chain-1");
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_hanging_up_does_not_abort_the_cold_start() {
+    let spec = echo("patient").with_env("ECHO_HEALTH_DELAY_MS", "300");
+    let gateway = DevGateway::new(vec![spec]).start().await.unwrap();
+    let http = Http::new();
+    let url = format!("{}/function/patient", gateway.url());
+    let impatient = tokio::spawn({
+        let http = http.clone();
+        async move { http.get(&url).await }
+    });
+    eventually("the cold start to begin", || async {
+        let status = function_status(&http, &gateway, "patient").await;
+        (status.replicas == 1 && status.available_replicas == 0).then_some(())
+    })
+    .await;
+    impatient.abort();
+    assert!(impatient.await.unwrap_err().is_cancelled());
+    eventually("the start to complete anyway", || async {
+        (function_status(&http, &gateway, "patient")
+            .await
+            .available_replicas
+            == 1)
+            .then_some(())
+    })
+    .await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_open_stream_keeps_the_function_from_idling_out() {
+    let idle = Duration::from_millis(100);
+    let gateway = DevGateway::new(vec![
+        echo("streaming").with_idle(idle),
+        echo("control").with_idle(idle),
+    ])
+    .start()
+    .await
+    .unwrap();
+    let http = Http::new();
+    let base = gateway.url();
+    let response = http
+        .open(
+            Method::GET,
+            &format!("{base}/function/streaming/_/stream"),
+            &[],
+            "",
+        )
+        .await;
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(DEADLINE, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first\n");
+
+    // `control` is called after the stream began, so once it has idled out the
+    // streaming function has been quiet for longer than its idle time too.
+    http.get(&format!("{base}/function/control")).await;
+    eventually("control to idle out", || async {
+        (function_status(&http, &gateway, "control").await.replicas == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        function_status(&http, &gateway, "streaming").await.replicas,
+        1,
+        "a function must not be stopped while a response is streaming"
+    );
+
+    http.get(&format!("{base}/function/streaming/_/release"))
+        .await;
+    let rest = tokio::time::timeout(DEADLINE, body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert_eq!(rest, "second\nthird\n");
+    eventually("streaming to idle out after the stream ended", || async {
+        (function_status(&http, &gateway, "streaming").await.replicas == 0).then_some(())
+    })
+    .await;
+    gateway.shutdown().await.unwrap();
+}
