@@ -2,5 +2,6 @@
 
 mod anthropic;
 mod common;
+mod google;
 mod ollama;
 mod openai;
