@@ -553,10 +553,6 @@ impl EmuBody {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
         Self::Full(Some(bytes.into()))
     }
-
-    pub(crate) fn empty() -> Self {
-        Self::Full(None)
-    }
 }
 
 impl http_body::Body for EmuBody {

@@ -1,6 +1,7 @@
 //! End-to-end tests of every emulator over real HTTP on 127.0.0.1.
 
 mod anthropic;
+mod bedrock;
 mod common;
 mod google;
 mod ollama;
