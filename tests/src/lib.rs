@@ -1,1 +1,189 @@
-//! fleet tests
+//! A fleet for tests: provider emulators, the four function binaries from
+//! `stack.yml` and the dev gateway in front of them, all on ephemeral ports.
+//!
+//! The function binaries must be built first (`cargo build --workspace
+//! --bins`; `scripts/test.sh` does it).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dev_gateway::{DevGateway, FunctionSpec, RunningGateway, SpecOptions, Stack};
+use provider_emulator::{Credentials, Emulator, EmulatorConfig, ProviderFlavor};
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
+}
+
+/// The folder the workspace binaries are built into (next to the running
+/// test binary's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf();
+    for name in ["llm-router", "classify", "embed", "provider-proxy"] {
+        assert!(
+            dir.join(name).exists(),
+            "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+            dir.join(name).display()
+        );
+    }
+    dir
+}
+
+/// What to change from the default fleet.
+#[derive(Debug, Clone, Default)]
+pub struct FleetOptions {
+    /// Secrets left out of the secrets folder.
+    pub omit_secrets: Vec<String>,
+    /// Extra environment for every function (overrides stack.yml).
+    pub env: BTreeMap<String, String>,
+}
+
+/// A running fleet.
+pub struct Fleet {
+    /// The dev gateway.
+    pub gateway: RunningGateway,
+    /// In-cluster Ollama.
+    pub ollama: Emulator,
+    /// Groq.
+    pub groq: Emulator,
+    /// Vertex Gemini.
+    pub vertex: Emulator,
+    /// An HTTP client for calling the gateway.
+    pub http: reqwest::Client,
+    secrets: tempfile::TempDir,
+}
+
+/// A JSON answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Parsed body (`Value::Null` when not JSON).
+    pub json: Value,
+}
+
+async fn start_emulator(flavor: ProviderFlavor) -> (Emulator, BTreeMap<String, String>) {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind emulator");
+    let root = format!("http://{}", listener.local_addr().expect("addr"));
+    let (credentials, secrets) = Credentials::generate(flavor, &root, 7).expect("credentials");
+    let emulator = Emulator::start(
+        listener,
+        EmulatorConfig::instant(flavor).with_credentials(credentials),
+    )
+    .await
+    .expect("start emulator");
+    (emulator, secrets.0)
+}
+
+impl Fleet {
+    /// Starts emulators and the gateway; functions start on first request.
+    pub async fn start(options: FleetOptions) -> Fleet {
+        let (ollama, _) = start_emulator(ProviderFlavor::Ollama).await;
+        let (groq, groq_secrets) = start_emulator(ProviderFlavor::Groq).await;
+        let (vertex, vertex_secrets) = start_emulator(ProviderFlavor::Vertex).await;
+
+        let secrets = tempfile::tempdir().expect("secrets dir");
+        for (name, value) in groq_secrets.iter().chain(vertex_secrets.iter()) {
+            if !options.omit_secrets.contains(name) {
+                std::fs::write(secrets.path().join(name), value).expect("write secret");
+            }
+        }
+
+        let root = repo_root();
+        let stack = Stack::load(&root.join("stack.yml"), &|_| None).expect("stack.yml");
+        let mut env_overrides = BTreeMap::from([
+            ("OLLAMA_BASE_URL".to_owned(), ollama.base_url()),
+            ("GROQ_BASE_URL".to_owned(), groq.base_url()),
+            ("VERTEX_BASE_URL".to_owned(), vertex.base_url()),
+            (
+                "VERTEX_PROJECT".to_owned(),
+                provider_emulator::credentials::TEST_PROJECT_ID.to_owned(),
+            ),
+            ("LOG_FORMAT".to_owned(), "json".to_owned()),
+            ("RUST_LOG".to_owned(), "info".to_owned()),
+            ("healthcheck_interval".to_owned(), "1s".to_owned()),
+            ("write_timeout".to_owned(), "10s".to_owned()),
+        ]);
+        env_overrides.extend(options.env);
+        let specs = FunctionSpec::from_stack(
+            &stack,
+            &SpecOptions {
+                bin_dir: bin_dir(),
+                env_overrides,
+                idle_override: None,
+            },
+        )
+        .expect("function specs");
+        let mut gateway = DevGateway::new(specs);
+        gateway.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        gateway.secrets_dir = Some(secrets.path().to_path_buf());
+        gateway.startup_timeout = Duration::from_secs(20);
+        let gateway = gateway.start().await.expect("start dev gateway");
+        Fleet {
+            gateway,
+            ollama,
+            groq,
+            vertex,
+            http: reqwest::Client::new(),
+            secrets,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/function/<name><path>`.
+    pub fn url(&self, function: &str, path: &str) -> String {
+        format!("{}/function/{function}{path}", self.gateway.url())
+    }
+
+    /// The secrets folder.
+    pub fn secrets_dir(&self) -> &Path {
+        self.secrets.path()
+    }
+
+    /// POSTs a raw body to a function through the gateway.
+    pub async fn post(&self, function: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let response = self
+            .http
+            .post(self.url(function, ""))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        Answer {
+            status,
+            headers,
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    /// POSTs JSON to llm-router.
+    pub async fn route(&self, request: Value) -> Answer {
+        self.post("llm-router", request.to_string()).await
+    }
+
+    /// Stops the gateway (and every function process) and the emulators.
+    pub async fn stop(self) {
+        self.gateway.shutdown().await.expect("gateway shutdown");
+        self.ollama.shutdown().await;
+        self.groq.shutdown().await;
+        self.vertex.shutdown().await;
+    }
+}

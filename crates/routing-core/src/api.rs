@@ -126,18 +126,23 @@ pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Invali
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = inner.to_string();
-        let param = if path != "." && !path.is_empty() {
-            Some(path)
-        } else {
-            unknown_field_name(&message)
-        };
-        let message = match inner.classify() {
+        match inner.classify() {
+            // Broken JSON is nobody's field.
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                format!("invalid JSON: {message}")
+                InvalidRequest {
+                    param: None,
+                    message: format!("invalid JSON: {message}"),
+                }
             }
-            _ => message,
-        };
-        InvalidRequest { param, message }
+            _ => InvalidRequest {
+                param: if path != "." && !path.is_empty() {
+                    Some(path)
+                } else {
+                    unknown_field_name(&message)
+                },
+                message,
+            },
+        }
     })
 }
 
@@ -507,8 +512,9 @@ mod tests {
 
     #[test]
     fn broken_json_is_reported_as_such() {
-        let err = parse(r#"{"task":"generate","#).unwrap_err();
+        let err = parse(r#"{"task":"generate","prompt":"#).unwrap_err();
         assert!(err.message.starts_with("invalid JSON"), "{}", err.message);
+        assert_eq!(err.param, None);
         let err = parse("").unwrap_err();
         assert!(err.message.contains("empty"));
         let err = parse("[1]").unwrap_err();

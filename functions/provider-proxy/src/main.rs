@@ -1,1 +1,22 @@
-fn main() {}
+//! provider-proxy: the only function that holds provider credentials and
+//! calls LLM providers.
+#![forbid(unsafe_code)]
+
+mod handler;
+mod proxy;
+
+use std::process::ExitCode;
+
+use prometheus::Registry;
+use routing_core::env::Env;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let registry = Registry::new();
+    let metrics = registry.clone();
+    faas_runtime::run("provider-proxy", registry, |_config| async move {
+        let proxy = proxy::Proxy::new(&Env::from_process(), &metrics)?;
+        Ok::<_, String>(handler::ProxyHandler::new(proxy))
+    })
+    .await
+}
