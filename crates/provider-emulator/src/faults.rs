@@ -240,9 +240,7 @@ pub fn find_directive(text: &str, flavor: ProviderFlavor) -> Option<Fault> {
     let mut rest = text;
     while let Some(start) = rest.find(DIRECTIVE_PREFIX) {
         let after = &rest[start + DIRECTIVE_PREFIX.len()..];
-        let Some(end) = after.find("]]") else {
-            return None;
-        };
+        let end = after.find("]]")?;
         let inner = &after[..end];
         rest = &after[end..];
         let (fault, target) = match inner.split_once('@') {

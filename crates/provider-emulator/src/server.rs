@@ -303,7 +303,7 @@ async fn handle(
     match reply {
         Reply::Response(resp) => {
             lock(&shared.stats).note_status(seq, resp.status().as_u16());
-            Ok(resp)
+            Ok(*resp)
         }
         Reply::Hang => {
             shutting_down(shared.shutdown.clone()).await;
@@ -368,7 +368,7 @@ fn admin_route(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Res
 /// What a provider module decided to do with a request.
 pub(crate) enum Reply {
     /// Send this response.
-    Response(Response<EmuBody>),
+    Response(Box<Response<EmuBody>>),
     /// Never answer.
     Hang,
     /// Reset the connection without answering.
@@ -379,7 +379,7 @@ pub(crate) enum Reply {
 
 impl From<Response<EmuBody>> for Reply {
     fn from(resp: Response<EmuBody>) -> Self {
-        Reply::Response(resp)
+        Reply::Response(Box::new(resp))
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod anthropic;
 mod bedrock;
+mod binary;
 mod common;
 mod google;
 mod ollama;
