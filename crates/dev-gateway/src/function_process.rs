@@ -18,6 +18,19 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{Error, FunctionSpec};
 
+/// Variables that choose a function's listen address besides `upstream_url`
+/// (faas-runtime reads them first); not passed on from the gateway's environment.
+const INHERITED_LISTEN_VARIABLES: [&str; 3] = ["LISTEN_ADDR", "PORT", "http_upstream_url"];
+
+/// The watchdog's grace between SIGTERM and the drain, which functions read too.
+const HEALTHCHECK_INTERVAL: &str = "healthcheck_interval";
+
+/// Default grace for local processes. In a cluster the grace lets endpoints
+/// update before the listener closes; the local gateway stops routing to a
+/// process before signalling it, so no grace is needed and Ctrl-C stays quick.
+/// A function's environment can set another value.
+const LOCAL_HEALTHCHECK_INTERVAL: &str = "0";
+
 /// Client used for health probes.
 pub(crate) type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
 
@@ -87,7 +100,13 @@ impl FunctionProcess {
             runtime_env.insert("SECRETS_DIR", mount.display().to_string());
         }
         let mut command = Command::new(&spec.command);
+        // Inherited from the developer's shell, these would move the listener
+        // away from `upstream_url`; the function's own environment may still set them.
+        for variable in INHERITED_LISTEN_VARIABLES {
+            command.env_remove(variable);
+        }
         command
+            .env(HEALTHCHECK_INTERVAL, LOCAL_HEALTHCHECK_INTERVAL)
             .args(&spec.args)
             .envs(&spec.env)
             .envs(&runtime_env)

@@ -28,7 +28,8 @@ pub struct FunctionSpec {
     /// Arguments for `command`.
     pub args: Vec<String>,
     /// Environment of the process, on top of the gateway's own environment.
-    /// The gateway adds `upstream_url`, `SECRETS_DIR` and `OPENFAAS_GATEWAY_URL`.
+    /// The gateway then sets `upstream_url`, `SECRETS_DIR` and
+    /// `OPENFAAS_GATEWAY_URL`, which win over values given here.
     pub env: BTreeMap<String, String>,
     /// Stop the process after it has been idle this long; `None` keeps it up.
     pub idle: Option<Duration>,

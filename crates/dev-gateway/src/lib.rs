@@ -13,7 +13,10 @@
 //! stack `environment` (merged with its `environment_file`s), the `--env-file`
 //! overrides, and `upstream_url=http://127.0.0.1:<free port>`,
 //! `SECRETS_DIR=<secrets-dir>/.mounts/<name>` (only its own secrets) and
-//! `OPENFAAS_GATEWAY_URL=http://<listen addr>`. Logs go to stderr (`RUST_LOG`
+//! `OPENFAAS_GATEWAY_URL=http://<listen addr>`, on top of the gateway's own
+//! environment (minus `LISTEN_ADDR`, `PORT` and `http_upstream_url`, which would
+//! move the listener). `healthcheck_interval` defaults to `0` so stopping is
+//! quick; a function's environment may set it. Logs go to stderr (`RUST_LOG`
 //! filters them); children inherit stdout and stderr.
 //!
 //! # Embedding

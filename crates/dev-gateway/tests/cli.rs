@@ -168,7 +168,13 @@ async fn serves_a_stack_and_stops_its_functions_on_sigterm() {
             "--env-file",
             "dev.env",
         ],
-        [("MARKER", &marker)],
+        [
+            ("MARKER", marker.as_os_str()),
+            // Set in the developer's shell, these must not move the function's listener.
+            ("PORT", OsStr::new("1")),
+            ("LISTEN_ADDR", OsStr::new("127.0.0.1:1")),
+            ("http_upstream_url", OsStr::new("http://127.0.0.1:1")),
+        ],
     );
     let base = gateway.base_url();
 
@@ -187,6 +193,16 @@ async fn serves_a_stack_and_stops_its_functions_on_sigterm() {
     );
     assert_eq!(env["OPENFAAS_GATEWAY_URL"], base.as_str());
     assert_eq!(env["ECHO_TERM_FILE"], marker.display().to_string().as_str());
+    for variable in ["PORT", "LISTEN_ADDR", "http_upstream_url"] {
+        assert!(
+            env.get(variable).is_none(),
+            "{variable} leaked into the function: {env}"
+        );
+    }
+    assert_eq!(
+        env["healthcheck_interval"], "0",
+        "local processes stop without a grace period"
+    );
     let secrets = http
         .get(&format!("{base}/function/echo-fn/_/secrets"))
         .await

@@ -496,6 +496,7 @@ async fn children_get_runtime_env_and_only_their_own_secrets() {
     std::fs::write(secrets.join("other-secret"), "not for you").unwrap();
     let spec = echo("env")
         .with_env("FROM_SPEC", "spec-value")
+        .with_env("healthcheck_interval", "5s")
         .with_secrets(["groq-api-key", "not-created"]);
     let gateway = DevGateway {
         secrets_dir: Some(secrets.clone()),
@@ -510,6 +511,10 @@ async fn children_get_runtime_env_and_only_their_own_secrets() {
         .await
         .json();
     assert_eq!(env["FROM_SPEC"], "spec-value");
+    assert_eq!(
+        env["healthcheck_interval"], "5s",
+        "the function's own value beats the local default"
+    );
     assert_eq!(env["OPENFAAS_GATEWAY_URL"], gateway.url().as_str());
     let upstream = env["upstream_url"].as_str().unwrap();
     assert!(upstream.starts_with("http://127.0.0.1:"), "{upstream}");
