@@ -3,10 +3,17 @@
 # set), then the dev gateway on 127.0.0.1:8080, which starts each function from
 # stack.yml on its first request. Ctrl-C stops everything.
 #
+# Extra arguments go to dev-gateway, e.g. `scripts/dev.sh --idle 30s` stops
+# every function after 30 s without requests, to watch cold starts.
+#
 # Real providers instead of emulators:
 #   GROQ_API_KEY=gsk_...                       Groq
 #   VERTEX_SERVICE_ACCOUNT_FILE=sa.json VERTEX_PROJECT=my-project   Vertex Gemini
 #   OLLAMA_BASE_URL=http://127.0.0.1:11434     a running Ollama
+#
+# Emulator latency: EMULATOR_LATENCY=instant (default: answers at once, so any
+# budget can be tried) or published (each provider's published time to first
+# token and tokens/s, so tight budgets time out as they would for real).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,17 +31,24 @@ chmod 700 "$STATE" "$SECRETS"
 
 # One emulator per provider, each on its own port, as in the real world.
 LISTENS=()
+EMULATORS=0
 for pair in ollama=9411 groq=9412 vertex=9413 gemini=9414 openai=9415 anthropic=9416 bedrock=9417; do
   LISTENS+=(--listen "${pair%%=*}=127.0.0.1:${pair##*=}")
+  EMULATORS=$((EMULATORS + 1))
 done
+case "${EMULATOR_LATENCY:-instant}" in
+  instant) LATENCY=(--instant) ;;
+  published) LATENCY=() ;;
+  *) echo "EMULATOR_LATENCY must be instant or published" >&2; exit 2 ;;
+esac
 READY="$STATE/emulators.ready"
-target/debug/provider-emulator "${LISTENS[@]}" --keys-dir "$KEYS" > "$READY" &
+target/debug/provider-emulator "${LISTENS[@]}" "${LATENCY[@]}" --keys-dir "$KEYS" > "$READY" &
 EMULATOR_PID=$!
 trap 'kill "$EMULATOR_PID" 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
 
 # Wait (bounded) until every emulator has reported its base URL.
 for _ in $(seq 1 200); do
-  [ "$(grep -c '^ready ' "$READY" || true)" -ge "${#LISTENS[@]}" ] && break
+  [ "$(grep -c '^ready ' "$READY" || true)" -ge "$EMULATORS" ] && break
   kill -0 "$EMULATOR_PID" 2>/dev/null || { echo "provider-emulator exited" >&2; exit 1; }
   sleep 0.05
 done
@@ -78,4 +92,4 @@ echo "write_timeout=10s" >> "$ENV_FILE"
 
 echo "gateway: http://$LISTEN  (try: curl -s http://$LISTEN/function/llm-router -d '{\"task\":\"generate\",\"prompt\":\"hi\",\"max_latency_ms\":200}')"
 target/debug/dev-gateway --stack stack.yml --listen "$LISTEN" \
-  --secrets-dir "$SECRETS" --env-file "$ENV_FILE" --bin-dir target/debug
+  --secrets-dir "$SECRETS" --env-file "$ENV_FILE" --bin-dir target/debug "$@"
