@@ -4,6 +4,7 @@ mod anthropic;
 mod bedrock;
 mod binary;
 mod common;
+mod fault_matrix;
 mod google;
 mod ollama;
 mod openai;
