@@ -99,6 +99,61 @@ fn locked_versions(lock: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+fn cargo_resolves(manifest: &Path, target: &Path) -> serde_json::Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let metadata = Command::new(&cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+            "x86_64-unknown-linux-musl",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    assert!(
+        metadata.status.success(),
+        "{}: cargo cannot resolve it: {}",
+        manifest.display(),
+        String::from_utf8_lossy(&metadata.stderr)
+    );
+    serde_json::from_slice(&metadata.stdout).unwrap()
+}
+
+#[test]
+fn the_template_skeleton_builds_where_faas_cli_new_puts_it() {
+    // `faas-cli new --lang rust-fleet x` copies the skeleton to ./x; the fleet
+    // keeps functions at functions/<name>.
+    let root = repo_root();
+    let out = tempfile::tempdir().unwrap();
+    copy_tree(&root.join("crates"), &out.path().join("crates"), &[]);
+    copy_tree(
+        &root.join("template/rust-fleet/function"),
+        &out.path().join("functions/new-function"),
+        &[],
+    );
+    fs::copy(
+        root.join("Cargo.lock"),
+        out.path().join("functions/new-function/Cargo.lock"),
+    )
+    .unwrap();
+    let metadata = cargo_resolves(
+        &out.path().join("functions/new-function/Cargo.toml"),
+        &out.path().join("target"),
+    );
+    let names: Vec<&str> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(names.contains(&"faas-runtime"), "{names:?}");
+}
+
 #[test]
 fn every_function_gets_a_self_contained_build_context() {
     let root = repo_root();
@@ -110,7 +165,6 @@ fn every_function_gets_a_self_contained_build_context() {
     );
     let out = tempfile::tempdir().unwrap();
     let workspace_lock = locked_versions(&root.join("Cargo.lock"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
 
     for (name, function) in &stack.functions {
         // faas-cli's build context.
@@ -161,26 +215,10 @@ fn every_function_gets_a_self_contained_build_context() {
             &src.join("functions/handler"),
             &["crates"],
         );
-        let metadata = Command::new(&cargo)
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--offline",
-                "--filter-platform",
-                "x86_64-unknown-linux-musl",
-                "--manifest-path",
-            ])
-            .arg(src.join("functions/handler/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", out.path().join("target"))
-            .output()
-            .unwrap();
-        assert!(
-            metadata.status.success(),
-            "{name}: cargo cannot resolve the build context: {}",
-            String::from_utf8_lossy(&metadata.stderr)
+        let metadata = cargo_resolves(
+            &src.join("functions/handler/Cargo.toml"),
+            &out.path().join("target"),
         );
-        let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
         let packages = metadata["packages"].as_array().unwrap();
         let core = packages
             .iter()
