@@ -28,7 +28,7 @@ pub(crate) type ProxyClient = Client<HttpConnector, Incoming>;
 
 /// How long to wait, after a failed request, for the process to be seen exiting
 /// so the error can say that it crashed.
-const CRASH_REPORT_WAIT: Duration = Duration::from_millis(500);
+const CRASH_REPORT_WAIT: Duration = Duration::from_secs(1);
 
 /// Builds the client used for proxying.
 pub(crate) fn proxy_client() -> ProxyClient {

@@ -308,3 +308,34 @@ async fn a_failed_build_or_a_bad_stack_exits_non_zero() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn sigint_stops_the_functions_gracefully_too() {
+    let dir = project(&["echo-fn"]);
+    let marker = dir.join("terminated");
+    std::fs::write(
+        dir.join("stack.yml"),
+        "functions:\n  echo-fn:\n    environment:\n      ECHO_TERM_FILE: ${MARKER}\n    labels:\n      com.openfaas.scale.min: \"1\"\n",
+    )
+    .unwrap();
+    let mut gateway = GatewayProcess::spawn(
+        &dir,
+        &["--listen", "127.0.0.1:0", "--bin-dir", "bin"],
+        [("MARKER", &marker)],
+    );
+    let base = gateway.base_url();
+    let http = Http::new();
+    eventually("the scale.min function to be up", || async {
+        let status = http
+            .get(&format!("{base}/system/function/echo-fn"))
+            .await
+            .json();
+        (status["availableReplicas"] == 1).then_some(())
+    })
+    .await;
+    let pid = Pid::from_raw(i32::try_from(gateway.child.id()).unwrap());
+    kill(pid, Signal::SIGINT).unwrap();
+    assert!(gateway.wait().await.success());
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "SIGTERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
