@@ -543,7 +543,7 @@ fn converse_stream(
         }
         Some((Fault::MalformedJson, None)) => {
             let mid = chunks.len() / 2;
-            chunks[mid].1 = frame(
+            let broken = frame(
                 vec![
                     Header::string(":event-type", "contentBlockDelta"),
                     Header::string(":content-type", JSON_TYPE),
@@ -551,6 +551,9 @@ fn converse_stream(
                 ],
                 malformed(br#"{"contentBlockIndex":0,"delta":{"text":"x"},"p":"abc"}"#),
             );
+            if let Some(chunk) = chunks.get_mut(mid) {
+                chunk.1 = broken;
+            }
             script = call.script(chunks);
         }
         Some((Fault::StreamCut, None)) => script = call.script(chunks).cut_midway(),

@@ -849,7 +849,11 @@ fn stream(
         Some(Fault::MalformedJson) => {
             let mid = chunks.len() / 2;
             if let Some(chunk) = chunks.get_mut(mid) {
-                let broken = malformed(objects[mid].1.to_string().as_bytes());
+                let original = objects
+                    .get(mid)
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default();
+                let broken = malformed(original.as_bytes());
                 chunk.1 = match mode {
                     StreamMode::Sse => Bytes::from(format!(
                         "data: {}\r\n\r\n",

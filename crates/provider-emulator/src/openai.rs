@@ -1001,7 +1001,7 @@ fn stream_chat(
             if let Some(step) = script.steps.get_mut(mid) {
                 step.1 = Bytes::from(format!(
                     "data: {}\n\n",
-                    String::from_utf8_lossy(&malformed(&step.1[6..]))
+                    String::from_utf8_lossy(&malformed(step.1.get(6..).unwrap_or_default()))
                 ));
             }
         }
