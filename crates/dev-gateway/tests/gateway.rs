@@ -279,7 +279,8 @@ async fn a_function_that_dies_during_start_up_is_502() {
 
 #[tokio::test]
 async fn a_missing_binary_is_502() {
-    let spec = dev_gateway::FunctionSpec::new("ghost", temp_dir("ghost").join("no-such-binary"));
+    let dir = temp_dir("ghost");
+    let spec = dev_gateway::FunctionSpec::new("ghost", dir.join("no-such-binary"));
     let gateway = DevGateway::new(vec![spec]).start().await.unwrap();
     let reply = Http::new()
         .get(&format!("{}/function/ghost", gateway.url()))
@@ -291,6 +292,7 @@ async fn a_missing_binary_is_502() {
         reply.text()
     );
     gateway.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -372,6 +374,7 @@ async fn shutdown_sends_sigterm_to_children() {
         !process_exists(pid),
         "the child must be gone once shutdown returns"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -396,6 +399,7 @@ async fn children_ignoring_sigterm_are_killed_after_the_stop_timeout() {
     gateway.shutdown().await.unwrap();
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "SIGTERM ignored");
     assert!(!process_exists(pid), "the child must have been killed");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -527,6 +531,7 @@ async fn children_get_runtime_env_and_only_their_own_secrets() {
         .json();
     assert_eq!(visible, serde_json::json!({"groq-api-key": "gsk-test\n"}));
     gateway.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&secrets).unwrap();
 }
 
 #[tokio::test]
