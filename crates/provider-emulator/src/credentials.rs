@@ -244,7 +244,7 @@ impl Credentials {
                     aws.secret_access_key.clone(),
                 );
                 if let Some(token) = &aws.bearer_token {
-                    secrets.insert("aws-bearer-token-bedrock".to_owned(), token.clone());
+                    secrets.insert("bedrock-api-key".to_owned(), token.clone());
                 }
                 Credentials::Aws(aws)
             }

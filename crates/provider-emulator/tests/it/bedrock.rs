@@ -180,7 +180,7 @@ async fn bearer_api_key_is_accepted() {
     let url = format!("{}{MODEL_PATH}/converse", emu.root_url());
     let ok = client()
         .post(&url)
-        .bearer_auth(secrets.get("aws-bearer-token-bedrock").unwrap())
+        .bearer_auth(secrets.get("bedrock-api-key").unwrap())
         .body(body("Hi"))
         .send()
         .await

@@ -42,7 +42,7 @@ async fn chat_request(
         }
         ProviderFlavor::Bedrock => c
             .post(format!("{base}/model/anthropic.claude-haiku-4-5-20251001-v1%3A0/converse"))
-            .bearer_auth(secrets.get("aws-bearer-token-bedrock").unwrap())
+            .bearer_auth(secrets.get("bedrock-api-key").unwrap())
             .json(&json!({"messages":[{"role":"user","content":[{"text":prompt}]}]})),
     }
 }
