@@ -59,10 +59,29 @@ pub struct Fleet {
     pub groq: Emulator,
     /// Vertex Gemini.
     pub vertex: Emulator,
+    /// Every other provider's emulator, by provider name.
+    pub others: BTreeMap<&'static str, Emulator>,
     /// An HTTP client for calling the gateway.
     pub http: reqwest::Client,
     secrets: tempfile::TempDir,
 }
+
+/// The providers beyond the seed three, with the base-URL variable
+/// provider-proxy reads for each.
+pub const OTHER_PROVIDERS: [(&str, ProviderFlavor, &str); 8] = [
+    ("gemini", ProviderFlavor::Gemini, "GEMINI_BASE_URL"),
+    ("openai", ProviderFlavor::OpenAi, "OPENAI_BASE_URL"),
+    (
+        "openrouter",
+        ProviderFlavor::OpenRouter,
+        "OPENROUTER_BASE_URL",
+    ),
+    ("deepseek", ProviderFlavor::DeepSeek, "DEEPSEEK_BASE_URL"),
+    ("mistral", ProviderFlavor::Mistral, "MISTRAL_BASE_URL"),
+    ("vllm", ProviderFlavor::Vllm, "VLLM_BASE_URL"),
+    ("anthropic", ProviderFlavor::Anthropic, "ANTHROPIC_BASE_URL"),
+    ("bedrock", ProviderFlavor::Bedrock, "BEDROCK_BASE_URL"),
+];
 
 /// A JSON answer.
 #[derive(Debug)]
@@ -96,9 +115,17 @@ impl Fleet {
         let (ollama, _) = start_emulator(ProviderFlavor::Ollama).await;
         let (groq, groq_secrets) = start_emulator(ProviderFlavor::Groq).await;
         let (vertex, vertex_secrets) = start_emulator(ProviderFlavor::Vertex).await;
+        let mut all_secrets: BTreeMap<String, String> = groq_secrets;
+        all_secrets.extend(vertex_secrets);
+        let mut others = BTreeMap::new();
+        for (name, flavor, _) in OTHER_PROVIDERS {
+            let (emulator, secrets) = start_emulator(flavor).await;
+            all_secrets.extend(secrets);
+            others.insert(name, emulator);
+        }
 
         let secrets = tempfile::tempdir().expect("secrets dir");
-        for (name, value) in groq_secrets.iter().chain(vertex_secrets.iter()) {
+        for (name, value) in &all_secrets {
             if !options.omit_secrets.contains(name) {
                 std::fs::write(secrets.path().join(name), value).expect("write secret");
             }
@@ -119,8 +146,11 @@ impl Fleet {
             ("healthcheck_interval".to_owned(), "1s".to_owned()),
             ("write_timeout".to_owned(), "10s".to_owned()),
         ]);
+        for (name, _, variable) in OTHER_PROVIDERS {
+            env_overrides.insert(variable.to_owned(), others[name].base_url());
+        }
         env_overrides.extend(options.env);
-        let specs = FunctionSpec::from_stack(
+        let mut specs = FunctionSpec::from_stack(
             &stack,
             &SpecOptions {
                 bin_dir: bin_dir(),
@@ -129,6 +159,11 @@ impl Fleet {
             },
         )
         .expect("function specs");
+        // stack.yml lists the seed providers' secrets; a deployment that
+        // uses more providers lists theirs too.
+        for spec in specs.iter_mut().filter(|s| s.name == "provider-proxy") {
+            spec.secrets = all_secrets.keys().cloned().collect();
+        }
         let mut gateway = DevGateway::new(specs);
         gateway.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         gateway.secrets_dir = Some(secrets.path().to_path_buf());
@@ -139,8 +174,19 @@ impl Fleet {
             ollama,
             groq,
             vertex,
+            others,
             http: reqwest::Client::new(),
             secrets,
+        }
+    }
+
+    /// The emulator of a provider, by name.
+    pub fn emulator(&self, provider: &str) -> &Emulator {
+        match provider {
+            "ollama" => &self.ollama,
+            "groq" => &self.groq,
+            "vertex" => &self.vertex,
+            other => &self.others[other],
         }
     }
 
@@ -185,5 +231,8 @@ impl Fleet {
         self.ollama.shutdown().await;
         self.groq.shutdown().await;
         self.vertex.shutdown().await;
+        for (_, emulator) in self.others {
+            emulator.shutdown().await;
+        }
     }
 }

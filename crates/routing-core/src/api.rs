@@ -355,6 +355,50 @@ pub struct ProxyRequest {
     /// Time left for the provider call, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Answer as server-sent [`ProxyStreamEvent`]s instead of one JSON body.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+}
+
+/// One server-sent event (`data: <json>`) of a streamed provider-proxy answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProxyStreamEvent {
+    /// More generated text.
+    Delta {
+        /// The new text.
+        text: String,
+    },
+    /// The last event of a successful stream.
+    Done {
+        /// Provider name.
+        provider: String,
+        /// The model id requested.
+        model: String,
+        /// Why generation stopped.
+        finish_reason: FinishReason,
+        /// Usage the provider reported in the stream.
+        usage: Usage,
+        /// Cost in USD, or `null` when the model has no price.
+        cost_usd: Option<f64>,
+        /// Time spent on the stream, in milliseconds.
+        latency_ms: u64,
+    },
+    /// The stream failed after it started; nothing follows.
+    Error {
+        /// What went wrong.
+        error: ErrorDetail,
+    },
+}
+
+impl ProxyStreamEvent {
+    /// The event as an SSE frame: `data: <json>` and a blank line.
+    pub fn to_sse(&self) -> bytes::Bytes {
+        let json = serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"type":"error","error":{{"message":"{e}","type":"internal_error","param":null,"code":null}}}}"#)
+        });
+        bytes::Bytes::from(format!("data: {json}\n\n"))
+    }
 }
 
 /// provider-proxy's answer.

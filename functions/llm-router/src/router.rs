@@ -236,6 +236,7 @@ impl Router {
                     temperature: request.temperature,
                     stop: request.stop.clone(),
                     timeout_ms: Some(millis(remaining.saturating_sub(PROXY_MARGIN)).max(1)),
+                    stream: false,
                 };
                 let answer: ProxyResponse = self
                     .functions

@@ -1,63 +1,85 @@
 //! HTTP surface of provider-proxy.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use faas_runtime::{Body, CallContext, Handler, json_error, json_response};
-use http::{Method, Request, Response, StatusCode};
+use faas_runtime::{Body, CallContext, Handler, json_error, json_response, streaming};
+use http::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
 
 use crate::proxy::{Proxy, ProxyError};
 
-/// Serves `POST /` (a normalised chat request) and `GET /providers`.
+/// Serves `POST /` (a normalised chat request, streamed as server-sent
+/// events when it says `"stream": true`) and `GET /providers`.
 pub struct ProxyHandler {
-    proxy: Proxy,
+    proxy: Arc<Proxy>,
 }
 
 impl ProxyHandler {
     /// Wraps the proxy state.
     pub fn new(proxy: Proxy) -> Self {
-        Self { proxy }
+        Self {
+            proxy: Arc::new(proxy),
+        }
+    }
+
+    async fn chat(&self, body: &[u8], call_id: &str) -> Result<Response<Body>, ProxyError> {
+        let prepared = self.proxy.prepare(body)?;
+        if prepared.stream {
+            let frames = self.proxy.chat_stream(prepared, call_id).await?;
+            let body = streaming(futures_util::stream::unfold(frames, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|frame| (Ok::<Bytes, std::convert::Infallible>(frame), rx))
+            }));
+            let mut response = Response::new(body);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/event-stream"),
+            );
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-cache"),
+            );
+            return Ok(response);
+        }
+        let answer = self.proxy.chat(prepared, call_id).await?;
+        tracing::info!(
+            call_id,
+            provider = %answer.provider,
+            model = %answer.model,
+            input_tokens = answer.usage.input_tokens,
+            output_tokens = answer.usage.output_tokens,
+            latency_ms = answer.latency_ms,
+            "provider call served"
+        );
+        Ok(json_response(StatusCode::OK, &answer))
     }
 }
 
 impl Handler for ProxyHandler {
     async fn handle(&self, req: Request<Bytes>, cx: CallContext) -> Response<Body> {
         let result = match (req.method(), req.uri().path()) {
-            (&Method::POST, "/") => self.proxy.chat(req.body(), &cx.call_id).await,
-            (&Method::GET, "/providers") => {
-                return json_response(
-                    StatusCode::OK,
-                    &json!({ "providers": self.proxy.listing() }),
-                );
-            }
+            (&Method::POST, "/") => self.chat(req.body(), &cx.call_id).await,
+            (&Method::GET, "/providers") => Ok(json_response(
+                StatusCode::OK,
+                &json!({ "providers": self.proxy.listing() }),
+            )),
             (method, path) => Err(ProxyError::NotFound {
                 method: method.to_string(),
                 path: path.to_owned(),
             }),
         };
-        match result {
-            Ok(answer) => {
-                tracing::info!(
-                    call_id = %cx.call_id,
-                    provider = %answer.provider,
-                    model = %answer.model,
-                    input_tokens = answer.usage.input_tokens,
-                    output_tokens = answer.usage.output_tokens,
-                    latency_ms = answer.latency_ms,
-                    "provider call served"
-                );
-                json_response(StatusCode::OK, &answer)
-            }
-            Err(e) => {
-                let detail = e.detail();
-                let status =
-                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                json_error(
-                    status,
-                    &detail.kind,
-                    &detail.message,
-                    detail.param.as_deref(),
-                )
-            }
-        }
+        result.unwrap_or_else(|e| {
+            let detail = e.detail();
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            json_error(
+                status,
+                &detail.kind,
+                &detail.message,
+                detail.param.as_deref(),
+            )
+        })
     }
 }

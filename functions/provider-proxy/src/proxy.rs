@@ -1,17 +1,25 @@
 //! Calls the provider named in a normalised request, meters the usage it
 //! reports and prices it from the catalogue.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::StreamExt;
 use prometheus::Registry;
-use routing_core::api::{ErrorDetail, InvalidRequest, ProxyRequest, ProxyResponse, parse_json};
-use routing_core::env::Env;
-use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR};
+use routing_core::Task;
+use routing_core::api::{
+    ErrorDetail, InvalidRequest, ProxyRequest, ProxyResponse, ProxyStreamEvent, parse_json,
+};
+use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR, Env};
 use routing_core::metrics::LlmMetrics;
 use routing_core::pricing::Catalogue;
-use routing_core::providers::{CallContext, ChatRequest, Locality, ProviderError, Providers};
+use routing_core::providers::{
+    CallContext, ChatChunk, ChatRequest, Locality, Provider, ProviderError, Providers, Usage,
+};
 use routing_core::secrets::SecretStore;
 use serde::Serialize;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// `PROVIDER_TIMEOUT_MS`: the longest any provider call may take.
@@ -142,8 +150,8 @@ impl Proxy {
         out
     }
 
-    /// Serves one normalised chat request.
-    pub async fn chat(&self, body: &[u8], call_id: &str) -> Result<ProxyResponse, ProxyError> {
+    /// Parses a request body and checks it against the configuration.
+    pub fn prepare(&self, body: &[u8]) -> Result<Prepared, ProxyError> {
         let request: ProxyRequest = parse_json(body)?;
         if request.messages.is_empty() {
             return Err(InvalidRequest {
@@ -174,56 +182,164 @@ impl Proxy {
             .map(Duration::from_millis)
             .unwrap_or(self.max_timeout)
             .min(self.max_timeout);
+        Ok(Prepared {
+            chat: ChatRequest {
+                model: request.model.clone(),
+                messages: request.messages,
+                max_tokens: request.max_tokens,
+                temperature: request.temperature,
+                stop: request.stop,
+            },
+            provider: request.provider,
+            task: request.task,
+            stream: request.stream,
+            timeout,
+        })
+    }
+
+    /// Calls the provider and waits for the whole answer.
+    pub async fn chat(
+        &self,
+        prepared: Prepared,
+        call_id: &str,
+    ) -> Result<ProxyResponse, ProxyError> {
+        let provider = self.provider(&prepared.provider)?;
         let started = Instant::now();
         let cx = CallContext {
             call_id,
-            deadline: started + timeout,
+            deadline: started + prepared.timeout,
         };
-        let chat = ChatRequest {
-            model: request.model.clone(),
-            messages: request.messages,
-            max_tokens: request.max_tokens,
-            temperature: request.temperature,
-            stop: request.stop,
-        };
-        let provider_name = request.provider;
-        match provider.chat(&chat, &cx).await {
+        match provider.chat(&prepared.chat, &cx).await {
             Ok(answer) => {
                 let elapsed = started.elapsed();
-                let cost = self
-                    .catalogue
-                    .cost(&provider_name, &request.model, &answer.usage);
-                self.metrics.record_success(
-                    &provider_name,
-                    request.task,
-                    elapsed,
-                    &answer.usage,
-                    cost,
-                );
+                let cost = self.meter_success(&prepared, elapsed, &answer.usage);
                 Ok(ProxyResponse {
-                    provider: provider_name,
-                    model: request.model,
+                    provider: prepared.provider,
+                    model: prepared.chat.model,
                     served_model: answer.model,
                     text: answer.text,
                     finish_reason: answer.finish_reason,
                     usage: answer.usage,
                     cost_usd: cost,
-                    latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                    latency_ms: millis(elapsed),
                 })
             }
-            Err(error) => {
-                self.metrics.record_failure(
-                    &provider_name,
-                    request.task,
-                    started.elapsed(),
-                    error.metric_label(),
-                );
-                tracing::warn!(call_id, provider = %provider_name, error = error.metric_label(), "provider call failed");
-                Err(ProxyError::Provider {
-                    provider: provider_name,
-                    error,
-                })
-            }
+            Err(error) => Err(self.meter_failure(&prepared, started.elapsed(), error, call_id)),
         }
     }
+
+    /// Calls the provider with streaming and returns the answer as
+    /// server-sent [`ProxyStreamEvent`] frames. Fails before the first frame
+    /// when the provider refuses the request; a failure later becomes an
+    /// `error` event.
+    pub async fn chat_stream(
+        self: &Arc<Self>,
+        prepared: Prepared,
+        call_id: &str,
+    ) -> Result<mpsc::Receiver<Bytes>, ProxyError> {
+        let provider = self.provider(&prepared.provider)?;
+        let started = Instant::now();
+        let deadline = started + prepared.timeout;
+        let cx = CallContext { call_id, deadline };
+        let mut stream = match provider.chat_stream(&prepared.chat, &cx).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                return Err(self.meter_failure(&prepared, started.elapsed(), error, call_id));
+            }
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let proxy = Arc::clone(self);
+        let call_id = call_id.to_owned();
+        tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                let event = match item {
+                    Ok(ChatChunk::Delta { text }) => ProxyStreamEvent::Delta { text },
+                    Ok(ChatChunk::Done {
+                        finish_reason,
+                        usage,
+                    }) => {
+                        let elapsed = started.elapsed();
+                        let cost_usd = proxy.meter_success(&prepared, elapsed, &usage);
+                        ProxyStreamEvent::Done {
+                            provider: prepared.provider.clone(),
+                            model: prepared.chat.model.clone(),
+                            finish_reason,
+                            usage,
+                            cost_usd,
+                            latency_ms: millis(elapsed),
+                        }
+                    }
+                    Err(error) => {
+                        let failure =
+                            proxy.meter_failure(&prepared, started.elapsed(), error, &call_id);
+                        ProxyStreamEvent::Error {
+                            error: failure.detail(),
+                        }
+                    }
+                };
+                let last = !matches!(event, ProxyStreamEvent::Delta { .. });
+                if tx.send(event.to_sse()).await.is_err() {
+                    // The caller hung up: dropping the provider stream cancels the call.
+                    tracing::info!(call_id = %call_id, provider = %prepared.provider, "caller left mid-stream");
+                    return;
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    fn provider(&self, name: &str) -> Result<&Provider, ProxyError> {
+        self.providers.get(name).ok_or_else(|| {
+            ProxyError::Invalid(InvalidRequest {
+                param: Some("provider".to_owned()),
+                message: format!("unknown provider {name:?}"),
+            })
+        })
+    }
+
+    fn meter_success(&self, prepared: &Prepared, elapsed: Duration, usage: &Usage) -> Option<f64> {
+        let cost = self
+            .catalogue
+            .cost(&prepared.provider, &prepared.chat.model, usage);
+        self.metrics
+            .record_success(&prepared.provider, prepared.task, elapsed, usage, cost);
+        cost
+    }
+
+    fn meter_failure(
+        &self,
+        prepared: &Prepared,
+        elapsed: Duration,
+        error: ProviderError,
+        call_id: &str,
+    ) -> ProxyError {
+        self.metrics.record_failure(
+            &prepared.provider,
+            prepared.task,
+            elapsed,
+            error.metric_label(),
+        );
+        tracing::warn!(call_id, provider = %prepared.provider, error = error.metric_label(), "provider call failed");
+        ProxyError::Provider {
+            provider: prepared.provider.clone(),
+            error,
+        }
+    }
+}
+
+/// A checked request, ready to send.
+pub struct Prepared {
+    chat: ChatRequest,
+    provider: String,
+    task: Task,
+    /// Whether the caller asked for a stream.
+    pub stream: bool,
+    timeout: Duration,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
