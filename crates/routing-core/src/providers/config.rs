@@ -359,34 +359,9 @@ impl Providers {
 
 #[cfg(test)]
 mod tests {
+    use super::super::loopback::TempSecrets;
     use super::super::{CallContext, ChatRequest, Message, ProviderError, ProviderKind};
     use super::*;
-    use std::path::PathBuf;
-
-    struct TempSecrets(PathBuf);
-
-    impl TempSecrets {
-        fn new(tag: &str, files: &[(&str, &str)]) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("provider-secrets-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            for (name, value) in files {
-                std::fs::write(dir.join(name), value).unwrap();
-            }
-            Self(dir)
-        }
-
-        fn store(&self) -> SecretStore {
-            SecretStore::new(&self.0)
-        }
-    }
-
-    impl Drop for TempSecrets {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn client() -> reqwest::Client {
         reqwest::Client::new()

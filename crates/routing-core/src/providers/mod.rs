@@ -16,12 +16,16 @@ mod classify;
 mod config;
 mod error;
 pub mod google;
+#[cfg(test)]
+mod loopback;
 pub mod ollama;
 pub mod openai;
 mod retry_after;
 mod stream;
 mod transport;
 mod types;
+#[cfg(test)]
+mod wire_tests;
 
 use std::pin::Pin;
 
