@@ -31,6 +31,7 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 pub use config::{ProviderConfigError, Providers, env_vars, secret_names};
 pub use error::ProviderError;
@@ -122,19 +123,31 @@ impl Provider {
         }
     }
 
+    fn span(&self, operation: &'static str, cx: &CallContext<'_>) -> tracing::Span {
+        tracing::debug_span!(
+            "provider_call",
+            provider = self.name(),
+            operation,
+            call_id = cx.call_id
+        )
+    }
+
     /// A complete chat.
     pub async fn chat(
         &self,
         req: &ChatRequest,
         cx: &CallContext<'_>,
     ) -> Result<ChatResponse, ProviderError> {
-        match self {
-            Provider::Ollama(p) => p.chat(req, cx).await,
-            Provider::OpenAiCompatible(p) => p.chat(req, cx).await,
-            Provider::Google(p) => p.chat(req, cx).await,
-            Provider::Anthropic(p) => p.chat(req, cx).await,
-            Provider::Bedrock(p) => p.chat(req, cx).await,
-        }
+        let call = async {
+            match self {
+                Provider::Ollama(p) => p.chat(req, cx).await,
+                Provider::OpenAiCompatible(p) => p.chat(req, cx).await,
+                Provider::Google(p) => p.chat(req, cx).await,
+                Provider::Anthropic(p) => p.chat(req, cx).await,
+                Provider::Bedrock(p) => p.chat(req, cx).await,
+            }
+        };
+        call.instrument(self.span("chat", cx)).await
     }
 
     /// A streamed chat; usage comes from the stream's own usage events.
@@ -143,13 +156,16 @@ impl Provider {
         req: &ChatRequest,
         cx: &CallContext<'_>,
     ) -> Result<ChatStream, ProviderError> {
-        match self {
-            Provider::Ollama(p) => p.chat_stream(req, cx).await,
-            Provider::OpenAiCompatible(p) => p.chat_stream(req, cx).await,
-            Provider::Google(p) => p.chat_stream(req, cx).await,
-            Provider::Anthropic(p) => p.chat_stream(req, cx).await,
-            Provider::Bedrock(p) => p.chat_stream(req, cx).await,
-        }
+        let call = async {
+            match self {
+                Provider::Ollama(p) => p.chat_stream(req, cx).await,
+                Provider::OpenAiCompatible(p) => p.chat_stream(req, cx).await,
+                Provider::Google(p) => p.chat_stream(req, cx).await,
+                Provider::Anthropic(p) => p.chat_stream(req, cx).await,
+                Provider::Bedrock(p) => p.chat_stream(req, cx).await,
+            }
+        };
+        call.instrument(self.span("chat_stream", cx)).await
     }
 
     /// Embeddings; [`ProviderError::BadRequest`] where the provider has none.
@@ -158,12 +174,15 @@ impl Provider {
         req: &EmbedRequest,
         cx: &CallContext<'_>,
     ) -> Result<EmbedResponse, ProviderError> {
-        match self {
-            Provider::Ollama(p) => p.embed(req, cx).await,
-            Provider::OpenAiCompatible(p) => p.embed(req, cx).await,
-            Provider::Google(p) => p.embed(req, cx).await,
-            Provider::Anthropic(p) => p.embed(req, cx).await,
-            Provider::Bedrock(p) => p.embed(req, cx).await,
-        }
+        let call = async {
+            match self {
+                Provider::Ollama(p) => p.embed(req, cx).await,
+                Provider::OpenAiCompatible(p) => p.embed(req, cx).await,
+                Provider::Google(p) => p.embed(req, cx).await,
+                Provider::Anthropic(p) => p.embed(req, cx).await,
+                Provider::Bedrock(p) => p.embed(req, cx).await,
+            }
+        };
+        call.instrument(self.span("embed", cx)).await
     }
 }
