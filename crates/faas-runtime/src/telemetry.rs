@@ -80,12 +80,4 @@ mod tests {
             Err("pretty".to_owned())
         );
     }
-
-    #[test]
-    fn init_tracing_twice_installs_one_subscriber() {
-        init_tracing();
-        assert!(tracing::dispatcher::has_been_set());
-        init_tracing();
-        assert!(tracing::dispatcher::has_been_set());
-    }
 }
