@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::future::CatchUnwind;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -88,32 +89,59 @@ where
         draining: AtomicBool::new(false),
     });
     match listener.local_addr() {
-        Ok(addr) => {
-            tracing::info!(function = %config.function_name, listen = %addr, "serving; initialising the function")
-        }
-        Err(err) => {
-            tracing::info!(function = %config.function_name, error = %err, "serving; initialising the function")
-        }
+        Ok(addr) => tracing::info!(
+            function = %config.function_name,
+            listen = %addr,
+            "serving; initialising the function"
+        ),
+        Err(err) => tracing::info!(
+            function = %config.function_name,
+            error = %err,
+            "serving; initialising the function"
+        ),
     }
 
+    let mut init = Initialisation::new(init, phase_tx);
     let mut connections = Connections::new();
-    let mut init = pin!(AssertUnwindSafe(init).catch_unwind());
-    let mut init_pending = true;
-    let mut init_error = None;
+    let accepted = accept_until_stopped(
+        listener,
+        &config,
+        &shared,
+        &mut connections,
+        &mut init,
+        shutdown,
+    )
+    .await;
+    shared.start_draining();
+    let drained = drain(connections, config.write_timeout, &mut init).await;
+
+    accepted.and(drained)?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Accepts and serves connections until the grace period after `shutdown` has elapsed, or `init`
+/// has failed; then closes the listener.
+async fn accept_until_stopped<H, F, E>(
+    listener: TcpListener,
+    config: &RuntimeConfig,
+    shared: &Arc<Shared<H>>,
+    connections: &mut Connections,
+    init: &mut Initialisation<F, H>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error>
+where
+    F: Future<Output = Result<H, E>>,
+    H: Handler,
+    E: Display,
+{
     let mut shutdown = pin!(shutdown);
     let mut grace: Option<Pin<Box<Sleep>>> = None;
-
     loop {
         tokio::select! {
             // Ordered so that once the grace period is over no further connection is accepted.
             biased;
-            outcome = &mut init, if init_pending => {
-                init_pending = false;
-                if let Err(err) = finish_init(outcome, &phase_tx) {
-                    init_error = Some(err);
-                    break;
-                }
-            }
+            initialised = init.finished() => initialised?,
             () = &mut shutdown, if grace.is_none() => {
                 shared.start_draining();
                 tracing::info!(
@@ -122,43 +150,46 @@ where
                 );
                 grace = Some(Box::pin(tokio::time::sleep(config.healthcheck_interval)));
             }
-            () = elapsed(&mut grace) => break,
+            () = elapsed(&mut grace) => return Ok(()),
             Some(joined) = connections.tasks.join_next() => {
                 if let Err(err) = joined {
                     tracing::error!(error = %err, "a connection task failed");
                 }
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => connections.serve(stream, Arc::clone(&shared)),
+                Ok((stream, _peer)) => connections.serve(stream, Arc::clone(shared)),
                 Err(err) => accept_failed(&err).await,
             },
         }
     }
+}
 
-    drop(listener);
-    shared.start_draining();
+/// Lets in-flight requests finish, for at most `budget`, then drops what is left. `init` goes on
+/// meanwhile, as requests may be waiting for it.
+async fn drain<H, F, E>(
+    connections: Connections,
+    budget: Duration,
+    init: &mut Initialisation<F, H>,
+) -> Result<(), Error>
+where
+    F: Future<Output = Result<H, E>>,
+    E: Display,
+{
     tracing::info!(
         open_connections = connections.graceful.count(),
-        drain_budget_ms = millis(config.write_timeout),
+        drain_budget_ms = millis(budget),
         "listener closed; draining in-flight requests"
     );
     let Connections {
         graceful, tasks, ..
     } = connections;
-    let mut drain = pin!(tokio::time::timeout(
-        config.write_timeout,
-        graceful.shutdown()
-    ));
+    let mut drained = pin!(tokio::time::timeout(budget, graceful.shutdown()));
+    let mut outcome = Ok(());
     loop {
         tokio::select! {
-            outcome = &mut init, if init_pending => {
-                init_pending = false;
-                if let Err(err) = finish_init(outcome, &phase_tx) {
-                    init_error.get_or_insert(err);
-                }
-            }
-            drained = &mut drain => {
-                if drained.is_err() {
+            initialised = init.finished() => outcome = initialised,
+            finished = &mut drained => {
+                if finished.is_err() {
                     tracing::warn!(
                         "write_timeout reached with requests still in flight; closing their connections"
                     );
@@ -169,13 +200,47 @@ where
     }
     // Dropping the set aborts whatever is still running.
     drop(tasks);
+    outcome
+}
 
-    match init_error {
-        Some(err) => Err(err),
-        None => {
-            tracing::info!("shutdown complete");
-            Ok(())
+/// The function's `init` future, polled beside the server until it has finished.
+struct Initialisation<F, H> {
+    future: Option<Pin<Box<CatchUnwind<AssertUnwindSafe<F>>>>>,
+    phase: watch::Sender<Phase<H>>,
+}
+
+impl<F, H, E> Initialisation<F, H>
+where
+    F: Future<Output = Result<H, E>>,
+    E: Display,
+{
+    fn new(init: F, phase: watch::Sender<Phase<H>>) -> Self {
+        Self {
+            future: Some(Box::pin(AssertUnwindSafe(init).catch_unwind())),
+            phase,
         }
+    }
+
+    /// Resolves once `init` finishes, after publishing its outcome: `Err` (logged) if it failed or
+    /// panicked. Never resolves again afterwards. Cancel-safe: the future is kept between calls.
+    async fn finished(&mut self) -> Result<(), Error> {
+        let Some(future) = self.future.as_mut() else {
+            return std::future::pending().await;
+        };
+        let outcome = future.await;
+        self.future = None;
+        let message = match outcome {
+            Ok(Ok(handler)) => {
+                self.phase.send_replace(Phase::Ready(Arc::new(handler)));
+                tracing::info!("function initialised; ready");
+                return Ok(());
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
+        };
+        self.phase.send_replace(Phase::Failed);
+        tracing::error!(error = %message, "function initialisation failed");
+        Err(Error::Init(message))
     }
 }
 
@@ -212,25 +277,6 @@ impl Connections {
             }
         });
     }
-}
-
-/// Publishes the outcome of `init`; an error (or panic) is logged and returned.
-fn finish_init<H, E: Display>(
-    outcome: std::thread::Result<Result<H, E>>,
-    phase: &watch::Sender<Phase<H>>,
-) -> Result<(), Error> {
-    let message = match outcome {
-        Ok(Ok(handler)) => {
-            phase.send_replace(Phase::Ready(Arc::new(handler)));
-            tracing::info!("function initialised; ready");
-            return Ok(());
-        }
-        Ok(Err(err)) => err.to_string(),
-        Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
-    };
-    phase.send_replace(Phase::Failed);
-    tracing::error!(error = %message, "function initialisation failed");
-    Err(Error::Init(message))
 }
 
 /// Resolves when the grace period has started and elapsed.
