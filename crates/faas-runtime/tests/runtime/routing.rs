@@ -7,7 +7,9 @@ use http::StatusCode;
 use prometheus::{IntCounter, Registry};
 use tokio::sync::oneshot;
 
-use crate::support::{TestHandler, TestServer, raw_exchange, request, small_config, with_header};
+use crate::support::{
+    TestHandler, TestServer, raw_exchange, request, small_config, until_in_flight, with_header,
+};
 
 #[tokio::test]
 async fn any_path_and_method_reach_the_handler_with_the_raw_query_on_one_connection() {
@@ -53,7 +55,8 @@ async fn health_is_ok_and_ready_is_503_until_init_completes_while_requests_wait(
             .map_err(|_| "init was dropped".to_owned())?;
         Ok(handler)
     };
-    let server = TestServer::start(small_config(), Registry::new(), init).await;
+    let registry = Registry::new();
+    let server = TestServer::start(small_config(), registry.clone(), init).await;
 
     let mut probe_client = server.connect().await;
     let health = probe_client.get("/_/health").await;
@@ -69,6 +72,7 @@ async fn health_is_ok_and_ready_is_503_until_init_completes_while_requests_wait(
     // A function request arriving now waits for init rather than failing.
     let mut waiting_client = server.connect().await;
     let waiting = tokio::spawn(async move { waiting_client.request("POST", "/early", "{}").await });
+    until_in_flight(&registry, 1.0).await;
     // Health and readiness are still answered while it waits.
     assert_eq!(
         probe_client.get("/_/ready").await.status,
@@ -90,15 +94,11 @@ async fn failed_init_answers_waiting_requests_503_and_serve_returns_the_error() 
         let _ = init_failure.await;
         Err::<TestHandler, _>("model file missing".to_owned())
     };
-    let server = TestServer::start(small_config(), Registry::new(), init).await;
+    let registry = Registry::new();
+    let server = TestServer::start(small_config(), registry.clone(), init).await;
     let mut waiting_client = server.connect().await;
     let waiting = tokio::spawn(async move { waiting_client.request("POST", "/", "{}").await });
-    // Make sure the request is in the server before init fails.
-    let mut probe_client = server.connect().await;
-    assert_eq!(
-        probe_client.get("/_/ready").await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    until_in_flight(&registry, 1.0).await;
 
     fail_init.send(()).expect("init is waiting");
     let reply = waiting.await.expect("request task");

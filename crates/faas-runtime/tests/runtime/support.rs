@@ -179,6 +179,24 @@ impl TestServer {
     }
 }
 
+/// The runtime's in-flight gauge, as `registry` reports it.
+pub(crate) fn in_flight(registry: &Registry) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .find(|family| family.name() == faas_runtime::REQUESTS_IN_FLIGHT)
+        .and_then(|family| family.get_metric().first())
+        .map_or(0.0, |metric| metric.get_gauge().get_value())
+}
+
+/// Waits (yielding to the server's tasks, never sleeping) until `count` requests are inside
+/// the runtime.
+pub(crate) async fn until_in_flight(registry: &Registry, count: f64) {
+    while in_flight(registry) < count {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// A response, fully read.
 #[derive(Debug)]
 pub(crate) struct Reply {
