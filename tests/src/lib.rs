@@ -94,7 +94,9 @@ pub struct Answer {
     pub json: Value,
 }
 
-async fn start_emulator(flavor: ProviderFlavor) -> (Emulator, BTreeMap<String, String>) {
+/// Starts one emulator with fresh credentials; returns it and the secrets a
+/// client needs, by the fleet's secret names.
+pub async fn start_emulator(flavor: ProviderFlavor) -> (Emulator, BTreeMap<String, String>) {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .expect("bind emulator");

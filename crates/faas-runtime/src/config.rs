@@ -44,7 +44,7 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// | `write_timeout` | drain budget at shutdown; whole seconds or a Go duration; must be over 0 | `30s` |
 /// | `healthcheck_interval` | grace between the shutdown signal and the drain | `write_timeout` |
 ///
-/// The listen address comes from the first of `LISTEN_ADDR`, `PORT`, the upstream URL, and
+/// The listen address comes from the first of `LISTEN_ADDR`, the upstream URL, `PORT`, and
 /// `127.0.0.1:3000`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -136,16 +136,18 @@ fn listen_addr(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, Erro
     if let Some(value) = get(LISTEN_ADDR) {
         return parse_host_port(&value).map_err(|reason| invalid(LISTEN_ADDR, &value, reason));
     }
+    // Behind the watchdog its upstream URL says where to listen, even on Knative, where PORT is
+    // the watchdog's own port; PORT alone means the function is the container's server.
+    for variable in UPSTREAM_URLS {
+        if let Some(value) = get(variable) {
+            return parse_upstream_url(&value).map_err(|reason| invalid(variable, &value, reason));
+        }
+    }
     if let Some(value) = get(PORT) {
         let port = value
             .parse::<u16>()
             .map_err(|_| invalid(PORT, &value, "expected a port number (0-65535)"))?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
-    }
-    for variable in UPSTREAM_URLS {
-        if let Some(value) = get(variable) {
-            return parse_upstream_url(&value).map_err(|reason| invalid(variable, &value, reason));
-        }
     }
     Ok(DEFAULT_LISTEN)
 }
@@ -253,9 +255,9 @@ mod tests {
             ("upstream_url", "http://127.0.0.4:6000"),
         ];
         assert_eq!(listen(&all), addr("127.0.0.2:4000"));
-        assert_eq!(listen(&all[1..]), addr("0.0.0.0:8080"));
-        assert_eq!(listen(&all[2..]), addr("127.0.0.3:5000"));
+        assert_eq!(listen(&all[1..]), addr("127.0.0.3:5000"));
         assert_eq!(listen(&all[3..]), addr("127.0.0.4:6000"));
+        assert_eq!(listen(&all[1..2]), addr("0.0.0.0:8080"));
         assert_eq!(listen(&[]), addr("127.0.0.1:3000"));
     }
 

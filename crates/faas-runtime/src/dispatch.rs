@@ -190,6 +190,9 @@ where
     let limit = shared.max_body_bytes;
     if request_body::declared_too_large(req.headers(), limit) {
         tracing::warn!(limit, "declared request body length over the limit");
+        if request_body::worth_draining(req.headers()) {
+            request_body::discard(req.into_body()).await;
+        }
         return too_large(limit);
     }
     let (parts, body) = req.into_parts();

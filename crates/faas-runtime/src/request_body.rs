@@ -1,9 +1,9 @@
 //! Reading a request body under the size limit, while it streams.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use http::header::CONTENT_LENGTH;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::header::{CONTENT_LENGTH, EXPECT};
+use http_body_util::BodyExt;
 
 use crate::body::BoxError;
 
@@ -16,30 +16,75 @@ pub(crate) enum BodyReadError {
     Read(BoxError),
 }
 
-/// `true` when a `Content-Length` header already announces more than `limit` bytes, so the body
-/// can be refused without reading it.
-pub(crate) fn declared_too_large(headers: &HeaderMap, limit: usize) -> bool {
+/// A body over the limit is still read, and thrown away, up to this many bytes: a client or
+/// proxy that sends the whole body before it reads the answer then gets the 413 instead of a
+/// connection reset mid-upload. Past this the connection is simply closed.
+pub(crate) const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The `Content-Length` header's value, if present and numeric.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.parse::<u64>().ok())
+}
+
+/// `true` when a `Content-Length` header already announces more than `limit` bytes, so the body
+/// can be refused without reading it.
+pub(crate) fn declared_too_large(headers: &HeaderMap, limit: usize) -> bool {
+    declared_length(headers)
         .is_some_and(|length| usize::try_from(length).map_or(true, |length| length > limit))
 }
 
-/// Reads `body` completely, failing as soon as more than `limit` bytes have arrived (whatever the
-/// framing: `Content-Length` or chunked).
+/// Whether a refused body announced with `Content-Length` should be drained before answering:
+/// not when the client waits for `100 Continue` (it has sent nothing), nor when it is huge.
+pub(crate) fn worth_draining(headers: &HeaderMap) -> bool {
+    let expects_continue = headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    !expects_continue
+        && declared_length(headers)
+            .is_some_and(|length| usize::try_from(length).is_ok_and(|l| l <= DISCARD_LIMIT))
+}
+
+/// Reads and drops `body` up to [`DISCARD_LIMIT`] bytes.
+pub(crate) async fn discard<B>(body: B)
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen > DISCARD_LIMIT {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads `body` completely, refusing it once more than `limit` bytes have arrived (whatever the
+/// framing: `Content-Length` or chunked). The rest of a refused body is read and dropped, up to
+/// [`DISCARD_LIMIT`].
 pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyReadError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(BodyReadError::TooLarge)
+    let mut body = std::pin::pin!(body);
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| BodyReadError::Read(err.into()))?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > limit {
+                discard(body).await;
+                return Err(BodyReadError::TooLarge);
+            }
+            buffer.extend_from_slice(&data);
         }
-        Err(err) => Err(BodyReadError::Read(err)),
     }
+    Ok(buffer.freeze())
 }
 
 #[cfg(test)]

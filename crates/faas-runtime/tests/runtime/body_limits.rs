@@ -87,3 +87,46 @@ async fn malformed_chunked_body_gets_400_json() {
     assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
     assert_eq!(probe.calls.load(Ordering::SeqCst), 0);
 }
+
+/// A client that uploads the whole body before it reads the answer (as proxies do) must get the
+/// 413, not a reset: the rest of the refused body is read and dropped, and the connection stays
+/// usable.
+#[tokio::test]
+async fn a_refused_body_is_drained_so_the_client_reads_413_and_keeps_its_connection() {
+    use tokio::io::AsyncWriteExt;
+
+    let (server, probe) = TestServer::ready(small_config()).await;
+    for framing in ["content-length", "chunked"] {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let body = vec![b'x'; 100_000];
+        let mut request = match framing {
+            "content-length" => format!(
+                "POST / HTTP/1.1\r\nHost: fn\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes(),
+            _ => b"POST / HTTP/1.1\r\nHost: fn\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+        };
+        if framing == "chunked" {
+            for chunk in body.chunks(1000) {
+                request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                request.extend_from_slice(chunk);
+                request.extend_from_slice(b"\r\n");
+            }
+            request.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            request.extend_from_slice(&body);
+        }
+        stream.write_all(&request).await.unwrap();
+        let reply = crate::support::read_reply(&mut stream).await;
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{framing}");
+
+        stream
+            .write_all(b"GET /after HTTP/1.1\r\nHost: fn\r\n\r\n")
+            .await
+            .unwrap();
+        let next = crate::support::read_reply(&mut stream).await;
+        assert_eq!(next.status, StatusCode::OK, "{framing}: {}", next.text());
+    }
+    assert_eq!(probe.calls.load(Ordering::SeqCst), 2);
+}

@@ -592,6 +592,16 @@ fn is_daily_quota(details: &[serde_json::Value]) -> bool {
         })
 }
 
+/// The Gemini API answers a bad key with 400 INVALID_ARGUMENT and an
+/// `ErrorInfo` whose reason is `API_KEY_INVALID`.
+fn is_invalid_key(details: &[serde_json::Value]) -> bool {
+    details.iter().any(|d| {
+        d.get("reason")
+            .and_then(|r| r.as_str())
+            .is_some_and(|r| r == "API_KEY_INVALID")
+    })
+}
+
 fn status_error(http_status: u16, headers: &HeaderMap, status: WireStatus) -> ProviderError {
     let message = status
         .message
@@ -610,6 +620,7 @@ fn status_error(http_status: u16, headers: &HeaderMap, status: WireStatus) -> Pr
             message,
         },
         (_, Some("UNAUTHENTICATED" | "PERMISSION_DENIED")) => ProviderError::Auth { message },
+        _ if is_invalid_key(&status.details) => ProviderError::Auth { message },
         (400, Some("FAILED_PRECONDITION")) => ProviderError::BadRequest { message },
         (status, _) => classify::by_status(status, message, wait),
     }

@@ -362,7 +362,8 @@ fn code_str(code: Option<&serde_json::Value>) -> Option<&str> {
 /// `insufficient_quota` is final; Groq's 413 (request larger than the TPM
 /// limit) is a context problem; Groq's 498 (flex capacity) is overload;
 /// a 429 waits for `retry-after(-ms)`, else the spent
-/// `x-ratelimit-reset-*`, else the "try again in" hint.
+/// `x-ratelimit-reset-*`, else the "try again in" hint; a daily limit or a
+/// wait over five minutes is an exhausted quota.
 pub fn map_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ProviderError {
     let envelope: WireErrorEnvelope = serde_json::from_slice(body).unwrap_or_default();
     let inner = envelope.error.unwrap_or_default();
@@ -377,6 +378,12 @@ pub fn map_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Provid
         inner.code.as_ref().or(envelope.code.as_ref()),
     )
 }
+
+/// Words of a 429 message that mean the account's allowance is spent.
+const QUOTA_PHRASES: [&str; 4] = ["per day", "monthly", "usage limit", "quota"];
+
+/// A 429 asking to wait longer than this is treated as an exhausted quota.
+const QUOTA_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn classify_error(
     status: u16,
@@ -398,12 +405,24 @@ fn classify_error(
             retry_after: retry_after::from_headers(headers),
             message,
         },
-        429 => ProviderError::RateLimited {
-            retry_after: retry_after::from_headers(headers)
+        429 => {
+            let retry_after = retry_after::from_headers(headers)
                 .or_else(|| retry_after::from_ratelimit_reset(headers))
-                .or_else(|| retry_after::from_message(&message)),
-            message,
-        },
+                .or_else(|| retry_after::from_message(&message));
+            // A daily or monthly limit (Groq's TPD/RPD, Mistral's monthly
+            // limit) or a wait longer than any caller will hold a request
+            // for is a quota, not a short-term limit.
+            let lower = message.to_ascii_lowercase();
+            let quota = QUOTA_PHRASES.iter().any(|p| lower.contains(p));
+            if quota || retry_after.is_some_and(|d| d > QUOTA_WAIT) {
+                ProviderError::QuotaExhausted { message }
+            } else {
+                ProviderError::RateLimited {
+                    retry_after,
+                    message,
+                }
+            }
+        }
         _ => classify::by_status(status, message, retry_after::from_headers(headers)),
     }
 }
