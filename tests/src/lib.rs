@@ -21,15 +21,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The folder the workspace binaries are built into (next to the running
-/// test binary's `deps/`).
+/// The folder the workspace binaries are built into: the running binary's
+/// own folder, or the parent of a test binary's `deps/`.
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf();
+    let exe = std::env::current_exe().expect("own binary path");
+    let mut dir = exe.parent().expect("target/<profile>/...").to_path_buf();
+    // Test binaries live in target/<profile>/deps, binaries in target/<profile>.
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
     for name in ["llm-router", "classify", "embed", "provider-proxy"] {
         assert!(
             dir.join(name).exists(),

@@ -4,10 +4,14 @@
 
 use std::time::Duration;
 
+use std::pin::Pin;
+
+use eventsource_stream::Eventsource as _;
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{ErrorBody, ErrorDetail};
+use crate::api::{ErrorBody, ErrorDetail, ProxyStreamEvent};
 use crate::env::{DEFAULT_GATEWAY_URL, ENV_GATEWAY_URL, Env};
 
 /// The header that carries the call id through the fleet.
@@ -54,6 +58,9 @@ pub enum InvokeError {
         message: String,
     },
 }
+
+/// The events of a streamed function answer.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<ProxyStreamEvent, InvokeError>> + Send>>;
 
 /// Calls functions through the gateway.
 #[derive(Debug, Clone)]
@@ -133,31 +140,97 @@ impl FunctionClient {
             }
         })?;
         if !status.is_success() {
-            let detail = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| ErrorDetail {
-                    message: format!(
-                        "{function} answered {status} through the gateway{}",
-                        if bytes.is_empty() {
-                            ""
-                        } else {
-                            " with a non-JSON body"
-                        }
-                    ),
-                    kind: "upstream_error".to_owned(),
-                    param: None,
-                    code: None,
-                });
-            return Err(InvokeError::Failed {
-                function: function.to_owned(),
-                status: status.as_u16(),
-                detail,
-            });
+            return Err(failure(function, status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| InvokeError::Decode {
             function: function.to_owned(),
             message: e.to_string(),
         })
+    }
+}
+
+impl FunctionClient {
+    /// POSTs `body` as JSON asking for server-sent events (`Accept:
+    /// text/event-stream`, which makes the watchdog and gateway stream) and
+    /// yields the decoded events. `timeout` bounds the whole stream.
+    pub async fn invoke_stream<B>(
+        &self,
+        function: &str,
+        path: &str,
+        body: &B,
+        call_id: &str,
+        timeout: Duration,
+    ) -> Result<EventStream, InvokeError>
+    where
+        B: Serialize + ?Sized,
+    {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let transport = move |function: &str, e: reqwest::Error| {
+            if e.is_timeout() {
+                InvokeError::Timeout {
+                    function: function.to_owned(),
+                    timeout_ms,
+                }
+            } else {
+                InvokeError::Unreachable {
+                    function: function.to_owned(),
+                    message: error_chain(&e),
+                }
+            }
+        };
+        let response = self
+            .http
+            .post(self.function_url(function, path))
+            .header(CALL_ID_HEADER, call_id)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| transport(function, e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(|e| transport(function, e))?;
+            return Err(failure(function, status, &bytes));
+        }
+        let name = function.to_owned();
+        let events = response.bytes_stream().eventsource().map(move |event| {
+            let event = event.map_err(|e| match e {
+                eventsource_stream::EventStreamError::Transport(e) => transport(&name, e),
+                other => InvokeError::Decode {
+                    function: name.clone(),
+                    message: other.to_string(),
+                },
+            })?;
+            serde_json::from_str::<ProxyStreamEvent>(&event.data).map_err(|e| InvokeError::Decode {
+                function: name.clone(),
+                message: e.to_string(),
+            })
+        });
+        Ok(Box::pin(events))
+    }
+}
+
+fn failure(function: &str, status: reqwest::StatusCode, bytes: &[u8]) -> InvokeError {
+    let detail = serde_json::from_slice::<ErrorBody>(bytes)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| ErrorDetail {
+            message: format!(
+                "{function} answered {status} through the gateway{}",
+                if bytes.is_empty() {
+                    ""
+                } else {
+                    " with a non-JSON body"
+                }
+            ),
+            kind: "upstream_error".to_owned(),
+            param: None,
+            code: None,
+        });
+    InvokeError::Failed {
+        function: function.to_owned(),
+        status: status.as_u16(),
+        detail,
     }
 }
 
