@@ -1,0 +1,90 @@
+"""Drives llm-router's OpenAI-compatible API with the official openai package.
+
+Usage: python3 openai_client.py <gateway base URL>
+
+Exits non-zero (with the failing assertion) when the router does not behave
+as an OpenAI endpoint: chat completions with and without streaming (usage in
+the final chunk when asked), routing hints in extra_body and headers, model
+pinning, embeddings and the model list.
+"""
+
+import sys
+
+import openai
+
+
+def main(gateway: str) -> None:
+    client = openai.OpenAI(
+        base_url=f"{gateway}/function/llm-router/v1", api_key="unused", max_retries=0
+    )
+
+    # "auto" routes: a fast budget goes to Groq.
+    completion = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={"task": "generate", "max_latency_ms": 200},
+    )
+    assert completion.object == "chat.completion", completion
+    assert completion.model == "groq/llama-3.1-8b-instant", completion.model
+    assert completion.choices[0].message.content, completion
+    assert completion.choices[0].finish_reason == "stop", completion
+    assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
+
+    # Hints in headers; privacy keeps it in the cluster.
+    private = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "summarise my notes"}],
+        extra_headers={"X-Route-Private": "true", "X-Route-Max-Latency-Ms": "5000"},
+    )
+    assert private.model.startswith("ollama/"), private.model
+
+    # Streaming with usage in the last chunk.
+    chunks = list(
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "tell me a story"}],
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"task": "generate", "max_latency_ms": 5000},
+        )
+    )
+    text = "".join(
+        c.choices[0].delta.content or "" for c in chunks if c.choices
+    )
+    assert text, "no streamed text"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None, chunks[-1]
+    assert chunks[-1].usage.completion_tokens > 0
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"], finishes
+
+    # A catalogue model pins the route.
+    models = [m.id for m in client.models.list()]
+    assert "vertex/gemini-2.5-flash" in models, models
+    pinned = client.chat.completions.create(
+        model="vertex/gemini-2.5-flash",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=2048,
+    )
+    assert pinned.model == "vertex/gemini-2.5-flash", pinned.model
+
+    # Embeddings.
+    embeddings = client.embeddings.create(model="auto", input=["one", "two"])
+    assert len(embeddings.data) == 2 and len(embeddings.data[0].embedding) == 384
+
+    # Errors come back as OpenAI errors with the right status.
+    try:
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"task": "summarise"},
+        )
+    except openai.BadRequestError as error:
+        assert error.status_code == 400
+    else:
+        raise AssertionError("an unknown task must be refused")
+
+    print("openai client: all checks passed")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
