@@ -10,7 +10,9 @@ use routing_core::api::{
 };
 use routing_core::env::Env;
 use routing_core::gateway::{FunctionClient, InvokeError};
-use routing_core::policy::{Route, SeedPolicy, Target};
+use routing_core::policy::{
+    BudgetView, LiveStats, ModelEntry, Policy, SelectionInput, Target, estimate_tokens,
+};
 use routing_core::{Difficulty, Task, classifier};
 use tokio::time::Instant;
 
@@ -25,7 +27,8 @@ const PROXY_MARGIN: Duration = Duration::from_millis(10);
 
 /// Everything a routed request needs, built once per process.
 pub struct Router {
-    policy: SeedPolicy,
+    policy: Policy,
+    live: LiveStats,
     functions: FunctionClient,
     classify_timeout: Duration,
     requests: IntCounterVec,
@@ -72,8 +75,10 @@ impl Router {
         registry
             .register(Box::new(duration.clone()))
             .map_err(|e| e.to_string())?;
+        let policy = Policy::from_env(env).map_err(|e| e.to_string())?;
         Ok(Self {
-            policy: SeedPolicy::from_env(env),
+            live: LiveStats::new(policy.live_config()),
+            policy,
             functions: FunctionClient::from_env(env, http),
             classify_timeout: Duration::from_millis(classify_timeout_ms),
             requests,
@@ -87,11 +92,35 @@ impl Router {
         let budget = Duration::from_millis(request.max_latency_ms);
         let deadline = call.received_at + budget;
         let (task, difficulty, classified_by) = self.decide_task(&request, call, deadline).await;
-        let route = self
+        let mut input = SelectionInput::new(task, request.max_latency_ms, request.private);
+        input.input_tokens = request
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .chain(request.inputs.iter().map(String::as_str))
+            .map(estimate_tokens)
+            .fold(0u32, u32::saturating_add);
+        input.max_output_tokens = request.max_tokens;
+        input.tenant = request.tenant.clone();
+        let decision = self
             .policy
-            .route(task, request.max_latency_ms, request.private);
+            .select(&input, &self.live, &BudgetView::unlimited())
+            .map_err(|e| {
+                RouterError::Invalid(routing_core::api::InvalidRequest {
+                    param: None,
+                    message: e.message,
+                })
+            })?;
+        let route = &decision.primary.model;
         let result = self
-            .serve(&request, task, &route, call, deadline)
+            .serve(
+                &request,
+                task,
+                route,
+                decision.explanation(),
+                call,
+                deadline,
+            )
             .await
             .map(|mut response| {
                 response.difficulty = difficulty;
@@ -169,7 +198,8 @@ impl Router {
         &self,
         request: &ValidRequest,
         task: Task,
-        route: &Route,
+        route: &ModelEntry,
+        explanation: RouteExplanation,
         call: &Call<'_>,
         deadline: Instant,
     ) -> Result<RouteResponse, RouterError> {
@@ -184,10 +214,6 @@ impl Router {
         let timed_out = |function: &str| RouterError::BudgetExhausted {
             budget_ms,
             during: format!("waiting for {function}"),
-        };
-        let explanation = RouteExplanation {
-            rule: route.explanation.rule.clone(),
-            reason: route.explanation.reason.clone(),
         };
         match route.target {
             Target::Embed => {

@@ -1,0 +1,367 @@
+//! Live per-model measurements fed by every call: latency (EWMA and a
+//! sliding-window percentile) and a circuit breaker.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A monotonic clock, so breakers and pools can run on virtual time in tests
+/// and simulations.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Time elapsed since the clock's own origin.
+    fn now(&self) -> Duration;
+}
+
+/// The real monotonic clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock {
+    origin: Instant,
+}
+
+impl SystemClock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    nanos: AtomicU64,
+}
+
+impl ManualClock {
+    /// A clock at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        // Saturating add via a CAS loop, so a huge step cannot wrap.
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_add(by))
+            });
+    }
+
+    /// Sets the clock to `to`, if that is not in its past.
+    pub fn set(&self, to: Duration) {
+        let to = u64::try_from(to.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_max(to, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
+    }
+}
+
+/// How live statistics are kept (the policy file's `[live]` table).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Weight of the newest sample in the latency EWMA, in `(0, 1]`.
+    pub ewma_alpha: f64,
+    /// Samples kept per model for the percentile.
+    pub window: usize,
+    /// The percentile the latency budget is checked against, in `(0, 1]`.
+    pub percentile: f64,
+    /// Samples needed before live latency replaces the static prior.
+    pub min_samples: usize,
+    /// Consecutive failures that open a model's breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker keeps a model out before a trial call.
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            ewma_alpha: 0.2,
+            window: 100,
+            percentile: 0.9,
+            min_samples: 10,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 30_000,
+        }
+    }
+}
+
+/// A model's circuit-breaker state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls flow.
+    Closed,
+    /// Too many consecutive failures: the model is skipped.
+    Open {
+        /// Milliseconds until a trial call is allowed.
+        retry_in_ms: u64,
+    },
+    /// The cool-down is over: calls flow again, and the next outcome closes
+    /// (success) or re-opens (failure) the breaker.
+    HalfOpen,
+}
+
+/// What is known live about one model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LiveLatency {
+    /// Successful calls in the window.
+    pub samples: usize,
+    /// Exponentially weighted moving average, in milliseconds.
+    pub ewma_ms: f64,
+    /// The configured percentile over the window, in milliseconds.
+    pub percentile_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Breaker {
+    Closed { failures: u32 },
+    Open { until: Duration },
+    HalfOpen,
+}
+
+#[derive(Debug)]
+struct ModelLive {
+    window: Vec<f64>,
+    next: usize,
+    ewma: f64,
+    percentile: f64,
+    breaker: Breaker,
+}
+
+impl ModelLive {
+    fn new(capacity: usize) -> Self {
+        Self {
+            window: Vec::with_capacity(capacity),
+            next: 0,
+            ewma: 0.0,
+            percentile: 0.0,
+            breaker: Breaker::Closed { failures: 0 },
+        }
+    }
+
+    fn breaker_at(&self, now: Duration) -> Breaker {
+        match self.breaker {
+            Breaker::Open { until } if now >= until => Breaker::HalfOpen,
+            other => other,
+        }
+    }
+}
+
+/// Live latency and breaker state for every model; shared by all requests.
+///
+/// Thread-safe: one short lock per model per call; the percentile is
+/// recomputed on `observe`, so reads are O(1).
+#[derive(Debug, Clone)]
+pub struct LiveStats {
+    inner: Arc<LiveInner>,
+}
+
+#[derive(Debug)]
+struct LiveInner {
+    config: LiveConfig,
+    clock: Arc<dyn Clock>,
+    models: RwLock<HashMap<String, Arc<Mutex<ModelLive>>>>,
+}
+
+impl LiveStats {
+    /// Statistics on the real clock.
+    pub fn new(config: LiveConfig) -> Self {
+        Self::with_clock(config, Arc::new(SystemClock::new()))
+    }
+
+    /// Statistics on the given clock.
+    pub fn with_clock(config: LiveConfig, clock: Arc<dyn Clock>) -> Self {
+        let config = LiveConfig {
+            window: config.window.max(1),
+            ewma_alpha: if config.ewma_alpha.is_finite() {
+                config.ewma_alpha.clamp(f64::MIN_POSITIVE, 1.0)
+            } else {
+                LiveConfig::default().ewma_alpha
+            },
+            percentile: if config.percentile.is_finite() {
+                config.percentile.clamp(0.0, 1.0)
+            } else {
+                LiveConfig::default().percentile
+            },
+            ..config
+        };
+        Self {
+            inner: Arc::new(LiveInner {
+                config,
+                clock,
+                models: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &LiveConfig {
+        &self.inner.config
+    }
+
+    fn entry(&self, model: &str) -> Arc<Mutex<ModelLive>> {
+        if let Some(found) = self
+            .inner
+            .models
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(model)
+        {
+            return found.clone();
+        }
+        let mut models = self
+            .inner
+            .models
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        models
+            .entry(model.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(ModelLive::new(self.inner.config.window))))
+            .clone()
+    }
+
+    fn get(&self, model: &str) -> Option<Arc<Mutex<ModelLive>>> {
+        self.inner
+            .models
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(model)
+            .cloned()
+    }
+
+    /// Records the outcome of one call to `model` (a catalogue id).
+    ///
+    /// Only successful calls feed the latency statistics (a fast error says
+    /// nothing about how long an answer takes); every outcome drives the
+    /// breaker.
+    pub fn observe(&self, model: &str, latency: Duration, ok: bool) {
+        let config = &self.inner.config;
+        let now = self.inner.clock.now();
+        let entry = self.entry(model);
+        let mut live = entry.lock().unwrap_or_else(PoisonError::into_inner);
+        if ok {
+            let ms = latency.as_secs_f64() * 1000.0;
+            if live.window.len() < config.window {
+                live.window.push(ms);
+            } else {
+                let slot = live.next;
+                live.window[slot] = ms;
+            }
+            live.next = (live.next + 1) % config.window;
+            live.ewma = if live.window.len() == 1 {
+                ms
+            } else {
+                config.ewma_alpha * ms + (1.0 - config.ewma_alpha) * live.ewma
+            };
+            live.percentile = percentile(&live.window, config.percentile);
+        }
+        let cooldown = Duration::from_millis(config.breaker_cooldown_ms);
+        live.breaker = match (live.breaker_at(now), ok) {
+            (Breaker::Closed { .. } | Breaker::HalfOpen, true) => Breaker::Closed { failures: 0 },
+            (Breaker::Closed { failures }, false) => {
+                let failures = failures.saturating_add(1);
+                if failures >= config.breaker_failures.max(1) {
+                    Breaker::Open {
+                        until: now.saturating_add(cooldown),
+                    }
+                } else {
+                    Breaker::Closed { failures }
+                }
+            }
+            (Breaker::HalfOpen, false) => Breaker::Open {
+                until: now.saturating_add(cooldown),
+            },
+            // A late answer from before the breaker opened changes nothing.
+            (open @ Breaker::Open { .. }, _) => open,
+        };
+    }
+
+    /// The breaker state of `model` now.
+    pub fn breaker(&self, model: &str) -> BreakerState {
+        let Some(entry) = self.get(model) else {
+            return BreakerState::Closed;
+        };
+        let now = self.inner.clock.now();
+        let live = entry.lock().unwrap_or_else(PoisonError::into_inner);
+        match live.breaker_at(now) {
+            Breaker::Closed { .. } => BreakerState::Closed,
+            Breaker::HalfOpen => BreakerState::HalfOpen,
+            Breaker::Open { until } => BreakerState::Open {
+                retry_in_ms: u64::try_from(until.saturating_sub(now).as_millis())
+                    .unwrap_or(u64::MAX),
+            },
+        }
+    }
+
+    /// Live latency of `model`, if it has any successful samples.
+    pub fn latency(&self, model: &str) -> Option<LiveLatency> {
+        let entry = self.get(model)?;
+        let live = entry.lock().unwrap_or_else(PoisonError::into_inner);
+        (!live.window.is_empty()).then(|| LiveLatency {
+            samples: live.window.len(),
+            ewma_ms: live.ewma,
+            percentile_ms: live.percentile,
+        })
+    }
+
+    /// Live latency of `model` when there are enough samples to trust it.
+    pub fn trusted_latency(&self, model: &str) -> Option<LiveLatency> {
+        self.latency(model)
+            .filter(|l| l.samples >= self.inner.config.min_samples.max(1))
+    }
+}
+
+impl Default for LiveStats {
+    fn default() -> Self {
+        Self::new(LiveConfig::default())
+    }
+}
+
+/// The `q` quantile of `samples` (nearest rank).
+fn percentile(samples: &[f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentile() {
+        let samples: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&samples, 0.9), 9.0);
+        assert_eq!(percentile(&samples, 1.0), 10.0);
+        assert_eq!(percentile(&samples, 0.0), 1.0);
+        assert_eq!(percentile(&[5.0], 0.9), 5.0);
+    }
+}
