@@ -1,108 +1,47 @@
-//! Embeddings computed in the cluster. The backend is chosen by
-//! `EMBED_BACKEND`; `ollama` calls the in-cluster Ollama `/api/embed`.
-
-use std::time::Duration;
+//! Embeddings computed in the cluster, by the backend `EMBED_BACKEND` names: `local` runs
+//! all-MiniLM-L6-v2 in this process, `ollama` calls the in-cluster Ollama `/api/embed`.
+//! Requests are checked here, whatever the backend.
 
 use prometheus::{IntCounterVec, Opts, Registry};
-use routing_core::api::{
-    EmbedFunctionRequest, EmbedFunctionResponse, ErrorDetail, InvalidRequest, MAX_EMBED_INPUTS,
-    parse_json,
-};
-use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR, Env};
-use routing_core::providers::{CallContext, EmbedRequest, Locality, ProviderError, Providers};
-use routing_core::secrets::SecretStore;
-use tokio::time::Instant;
+use routing_core::api::EmbedFunctionResponse;
+use routing_core::env::Env;
+use routing_core::providers::Usage;
 
-/// `EMBED_BACKEND`: which backend computes the vectors.
-pub const ENV_EMBED_BACKEND: &str = "EMBED_BACKEND";
-/// `EMBED_MODEL`: the backend's model id.
-pub const ENV_EMBED_MODEL: &str = "EMBED_MODEL";
-/// `EMBED_TIMEOUT_MS`: the longest one backend call may take.
-pub const ENV_EMBED_TIMEOUT_MS: &str = "EMBED_TIMEOUT_MS";
+use crate::config::{BackendConfig, EmbedConfig};
+use crate::error::EmbedError;
+use crate::local::LocalBackend;
+use crate::ollama::OllamaBackend;
 
-/// A failed embeddings request.
-#[derive(Debug, thiserror::Error)]
-pub enum EmbedError {
-    /// The request is invalid.
-    #[error(transparent)]
-    Invalid(#[from] InvalidRequest),
-    /// The backend failed.
-    #[error("embedding backend: {0}")]
-    Backend(ProviderError),
-    /// The path or method is not served.
-    #[error("{method} {path} is not served")]
-    NotFound {
-        /// Request method.
-        method: String,
-        /// Request path.
-        path: String,
-    },
-}
+/// The provider name the local backend answers with.
+pub const LOCAL_PROVIDER: &str = "local";
 
-impl EmbedError {
-    /// HTTP status to answer with.
-    pub fn status(&self) -> u16 {
-        match self {
-            EmbedError::Invalid(_) => 400,
-            EmbedError::Backend(e) => e.status(),
-            EmbedError::NotFound { .. } => 404,
-        }
-    }
-
-    /// JSON error body.
-    pub fn detail(&self) -> ErrorDetail {
-        match self {
-            EmbedError::Invalid(e) => ErrorDetail {
-                message: e.message.clone(),
-                kind: "invalid_request_error".to_owned(),
-                param: e.param.clone(),
-                code: None,
-            },
-            EmbedError::Backend(e) => ErrorDetail {
-                message: self.to_string(),
-                kind: e.metric_label().to_owned(),
-                param: None,
-                code: None,
-            },
-            EmbedError::NotFound { .. } => ErrorDetail {
-                message: self.to_string(),
-                kind: "not_found".to_owned(),
-                param: None,
-                code: None,
-            },
-        }
-    }
+/// The backend that computes the vectors.
+enum Backend {
+    Local(LocalBackend),
+    Ollama(OllamaBackend),
 }
 
 /// The embed function's state.
 pub struct Embedder {
-    providers: Providers,
-    backend: String,
-    model: String,
-    timeout: Duration,
+    backend: Backend,
+    max_inputs: usize,
     texts: IntCounterVec,
+    tokens: IntCounterVec,
 }
 
 impl Embedder {
-    /// Reads the backend settings; refuses a backend outside the cluster.
-    pub fn new(env: &Env, registry: &Registry) -> Result<Self, String> {
-        let backend = env.get_or(ENV_EMBED_BACKEND, "ollama").to_owned();
-        if backend != "ollama" {
-            return Err(format!(
-                "{ENV_EMBED_BACKEND}={backend:?} is not supported; use \"ollama\""
-            ));
-        }
-        let secrets = SecretStore::new(env.get_or(ENV_SECRETS_DIR, DEFAULT_SECRETS_DIR));
-        let http = routing_core::http::client().map_err(|e| e.to_string())?;
-        let providers = Providers::from_env(env, &secrets, http).map_err(|e| e.to_string())?;
-        match providers.get(&backend) {
-            Some(p) if p.locality() == Locality::InCluster => {}
-            Some(_) => return Err(format!("embedding backend {backend} is not in-cluster")),
-            None => return Err(format!("embedding backend {backend} is not configured")),
-        }
-        let timeout_ms = env
-            .parse_or(ENV_EMBED_TIMEOUT_MS, 30_000u64)
-            .map_err(|e| e.to_string())?;
+    /// Builds the backend (the local one loads its model) and registers the metrics.
+    pub async fn new(config: EmbedConfig, env: &Env, registry: &Registry) -> Result<Self, String> {
+        let backend = match config.backend {
+            BackendConfig::Local {
+                model_dir,
+                max_tokens,
+                concurrency,
+            } => Backend::Local(LocalBackend::load(model_dir, max_tokens, concurrency).await?),
+            BackendConfig::Ollama { model, timeout } => {
+                Backend::Ollama(OllamaBackend::new(env, model, timeout)?)
+            }
+        };
         let texts = IntCounterVec::new(
             Opts::new(
                 "embed_texts_total",
@@ -111,77 +50,159 @@ impl Embedder {
             &["backend", "outcome"],
         )
         .map_err(|e| e.to_string())?;
-        registry
-            .register(Box::new(texts.clone()))
-            .map_err(|e| e.to_string())?;
+        let tokens = IntCounterVec::new(
+            Opts::new("embed_tokens_total", "Tokens embedded, by backend."),
+            &["backend"],
+        )
+        .map_err(|e| e.to_string())?;
+        for family in [&texts, &tokens] {
+            registry
+                .register(Box::new(family.clone()))
+                .map_err(|e| e.to_string())?;
+        }
         Ok(Self {
-            providers,
             backend,
-            model: env.get_or(ENV_EMBED_MODEL, "all-minilm").to_owned(),
-            timeout: Duration::from_millis(timeout_ms),
+            max_inputs: config.max_inputs,
             texts,
+            tokens,
         })
     }
 
-    /// Embeds the texts of one request body.
+    /// The backend's name, as answers report it.
+    pub fn provider(&self) -> &'static str {
+        match &self.backend {
+            Backend::Local(_) => LOCAL_PROVIDER,
+            Backend::Ollama(_) => crate::ollama::PROVIDER,
+        }
+    }
+
+    /// The model that computes the vectors.
+    pub fn model(&self) -> &str {
+        match &self.backend {
+            Backend::Local(_) => minilm::MODEL_ID,
+            Backend::Ollama(ollama) => ollama.model(),
+        }
+    }
+
+    /// The vectors' length, when known before computing them.
+    pub fn dimensions(&self) -> Option<usize> {
+        match &self.backend {
+            Backend::Local(_) => Some(minilm::DIMENSIONS),
+            Backend::Ollama(_) => None,
+        }
+    }
+
+    /// Whether `name` (as a client sends it in `model`) names the served model: its id, in any
+    /// case, alone or after `<provider>/` (or `sentence-transformers/` for the local model).
+    pub fn serves_model(&self, name: &str) -> bool {
+        let bare = name
+            .strip_prefix(&format!("{}/", self.provider()))
+            .or_else(|| name.strip_prefix("sentence-transformers/"))
+            .unwrap_or(name);
+        bare.eq_ignore_ascii_case(self.model())
+    }
+
+    /// Embeds `inputs` (a request's `input`).
     pub async fn embed(
         &self,
-        body: &[u8],
+        inputs: Option<Vec<String>>,
         call_id: &str,
     ) -> Result<EmbedFunctionResponse, EmbedError> {
-        let request: EmbedFunctionRequest = parse_json(body)?;
-        let inputs = request.input.unwrap_or_default();
-        let invalid = |message: &str| InvalidRequest {
-            param: Some("input".to_owned()),
-            message: message.to_owned(),
-        };
-        if inputs.is_empty() {
-            return Err(invalid("input must be a non-empty string or array of strings").into());
-        }
-        if inputs.len() > MAX_EMBED_INPUTS {
-            return Err(invalid("too many inputs in one request").into());
-        }
-        if inputs.iter().any(|s| s.is_empty()) {
-            return Err(invalid("inputs must not be empty strings").into());
-        }
-        let Some(provider) = self.providers.get(&self.backend) else {
-            return Err(EmbedError::Backend(ProviderError::NotConfigured {
-                provider: self.backend.clone(),
-                reason: "backend missing".to_owned(),
-            }));
-        };
+        let inputs = inputs.unwrap_or_default();
+        check(&inputs, self.max_inputs)?;
         let count = inputs.len() as u64;
-        let cx = CallContext {
-            call_id,
-            deadline: Instant::now() + self.timeout,
+        let backend = self.provider();
+        let result = match &self.backend {
+            Backend::Local(local) => {
+                local
+                    .embed(inputs)
+                    .await
+                    .map(|computed| EmbedFunctionResponse {
+                        provider: LOCAL_PROVIDER.to_owned(),
+                        model: minilm::MODEL_ID.to_owned(),
+                        embeddings: computed.vectors,
+                        usage: Usage {
+                            input_tokens: computed.tokens,
+                            ..Usage::default()
+                        },
+                    })
+            }
+            Backend::Ollama(ollama) => ollama.embed(inputs, call_id).await,
         };
-        let result = provider
-            .embed(
-                &EmbedRequest {
-                    model: self.model.clone(),
-                    inputs,
-                },
-                &cx,
-            )
-            .await;
-        match result {
+        let outcome = match &result {
             Ok(answer) => {
-                self.texts
-                    .with_label_values(&[&self.backend, "ok"])
-                    .inc_by(count);
-                Ok(EmbedFunctionResponse {
-                    provider: self.backend.clone(),
-                    model: answer.model,
-                    embeddings: answer.embeddings,
-                    usage: answer.usage,
-                })
+                self.tokens
+                    .with_label_values(&[backend])
+                    .inc_by(answer.usage.input_tokens);
+                "ok"
             }
-            Err(e) => {
-                self.texts
-                    .with_label_values(&[&self.backend, e.metric_label()])
-                    .inc_by(count);
-                Err(EmbedError::Backend(e))
-            }
-        }
+            Err(e) => e.outcome(),
+        };
+        self.texts
+            .with_label_values(&[backend, outcome])
+            .inc_by(count);
+        result
+    }
+}
+
+/// Refuses no inputs, too many, and empty ones.
+fn check(inputs: &[String], max_inputs: usize) -> Result<(), EmbedError> {
+    if inputs.is_empty() {
+        return Err(EmbedError::invalid(
+            "input",
+            "input must be a non-empty string or array of strings",
+        ));
+    }
+    if inputs.len() > max_inputs {
+        return Err(EmbedError::TooLarge {
+            param: "input",
+            message: format!(
+                "{} inputs in one request; at most {max_inputs}",
+                inputs.len()
+            ),
+        });
+    }
+    if let Some(index) = inputs.iter().position(String::is_empty) {
+        return Err(EmbedError::invalid(
+            &format!("input[{index}]"),
+            "inputs must not be empty strings",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn no_input_is_a_400() {
+        let err = check(&[], 4).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.detail().param.as_deref(), Some("input"));
+    }
+
+    #[test]
+    fn too_many_inputs_is_a_413() {
+        let err = check(&texts(&["a", "b", "c"]), 2).unwrap_err();
+        assert_eq!(err.status(), 413);
+        assert!(err.detail().message.contains("at most 2"), "{err}");
+        assert_eq!(err.detail().kind, "invalid_request_error");
+    }
+
+    #[test]
+    fn an_empty_string_is_a_400_naming_its_index() {
+        let err = check(&texts(&["a", "", "c"]), 8).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.detail().param.as_deref(), Some("input[1]"));
+    }
+
+    #[test]
+    fn whitespace_is_text() {
+        assert!(check(&texts(&[" ", "\n"]), 8).is_ok());
     }
 }

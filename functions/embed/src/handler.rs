@@ -1,12 +1,16 @@
-//! HTTP surface of the embed function.
+//! HTTP surface of the embed function: `POST /` (the fleet's own shape) and
+//! `POST /v1/embeddings` (OpenAI's).
 
 use bytes::Bytes;
 use faas_runtime::{Body, CallContext, Handler, json_error, json_response};
 use http::{Method, Request, Response, StatusCode};
+use routing_core::api::{EmbedFunctionRequest, parse_json};
 
-use crate::embedder::{EmbedError, Embedder};
+use crate::embedder::Embedder;
+use crate::error::EmbedError;
+use crate::openai::{EmbeddingsRequest, EmbeddingsResponse};
 
-/// Serves `POST /` with `{"input": "text" | ["text", ...]}`.
+/// Serves `POST /` with `{"input": "text" | ["text", ...]}` and `POST /v1/embeddings`.
 pub struct EmbedHandler {
     embedder: Embedder,
 }
@@ -16,30 +20,48 @@ impl EmbedHandler {
     pub fn new(embedder: Embedder) -> Self {
         Self { embedder }
     }
+
+    async fn native(&self, body: &[u8], call_id: &str) -> Result<Response<Body>, EmbedError> {
+        let request: EmbedFunctionRequest = parse_json(body)?;
+        let answer = self.embedder.embed(request.input, call_id).await?;
+        Ok(json_response(StatusCode::OK, &answer))
+    }
+
+    async fn openai(&self, body: &[u8], call_id: &str) -> Result<Response<Body>, EmbedError> {
+        let request = EmbeddingsRequest::parse(body)?;
+        request.check(
+            |name| self.embedder.serves_model(name),
+            self.embedder.model(),
+            self.embedder.dimensions(),
+        )?;
+        let answer = self.embedder.embed(request.input, call_id).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &EmbeddingsResponse::from(answer),
+        ))
+    }
 }
 
 impl Handler for EmbedHandler {
     async fn handle(&self, req: Request<Bytes>, cx: CallContext) -> Response<Body> {
         let result = match (req.method(), req.uri().path()) {
-            (&Method::POST, "/") => self.embedder.embed(req.body(), &cx.call_id).await,
+            (&Method::POST, "/") => self.native(req.body(), &cx.call_id).await,
+            (&Method::POST, "/v1/embeddings") => self.openai(req.body(), &cx.call_id).await,
             (method, path) => Err(EmbedError::NotFound {
                 method: method.to_string(),
                 path: path.to_owned(),
             }),
         };
-        match result {
-            Ok(answer) => json_response(StatusCode::OK, &answer),
-            Err(e) => {
-                let detail = e.detail();
-                let status =
-                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                json_error(
-                    status,
-                    &detail.kind,
-                    &detail.message,
-                    detail.param.as_deref(),
-                )
-            }
-        }
+        result.unwrap_or_else(|e| {
+            let detail = e.detail();
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            json_error(
+                status,
+                &detail.kind,
+                &detail.message,
+                detail.param.as_deref(),
+            )
+        })
     }
 }
