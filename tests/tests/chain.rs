@@ -104,7 +104,12 @@ async fn other_requests_go_to_vertex_with_a_service_account_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_are_computed_in_cluster_through_the_embed_function() {
-    let fleet = Fleet::start(FleetOptions::default()).await;
+    // The Ollama backend; embed_fleet.rs covers stack.yml's default, the local model.
+    let fleet = Fleet::start(FleetOptions {
+        env: [("EMBED_BACKEND".to_owned(), "ollama".to_owned())].into(),
+        ..FleetOptions::default()
+    })
+    .await;
     let answer = fleet
         .route(json!({"task":"embed","input":["a sentence","another one"],"max_latency_ms":2000}))
         .await;
