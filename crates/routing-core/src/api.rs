@@ -461,6 +461,16 @@ pub struct ClassifyResponse {
     pub difficulty: Difficulty,
     /// Confidence in `[0, 1]`; low means ambiguous.
     pub confidence: f32,
+    /// Probability in `[0, 1]` that `task` is right, when a trained model answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_confidence: Option<f32>,
+    /// Probability in `[0, 1]` that the prompt needs the strong model (a weak
+    /// model gets it wrong, a strong one right), when a trained model answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_strong: Option<f32>,
+    /// What answered: `model:<id>`, `model:<id>+exemplars`, or `heuristic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 /// The JSON error body every function answers with.

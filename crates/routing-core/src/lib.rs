@@ -4,7 +4,7 @@
 //! - [`task`]: the tasks callers declare and the difficulty classify reports.
 //! - [`api`]: wire types of the router and of the calls between functions.
 //! - [`policy`]: route selection.
-//! - [`classifier`]: the cheap lexical task/difficulty classifier.
+//! - [`classifier`]: the trained task/difficulty classifier.
 //! - [`pricing`]: the price catalogue and cost from usage.
 //! - [`gateway`]: calls to other functions through the OpenFaaS gateway.
 //! - [`metrics`]: Prometheus metrics for provider calls.

@@ -1,9 +1,10 @@
-//! A cheap lexical classifier: guesses the task a prompt asks for and how
-//! hard it is, from word cues and structure, in microseconds.
+//! The hand-weighted heuristic the trained model replaced: guesses the task
+//! and difficulty from word cues and structure with fixed weights.
 //!
-//! Scores are sums of fixed cue weights; the confidence is low when the two
-//! best tasks score alike or the difficulty score sits near a tier boundary,
-//! so the router can prefer the safer model for ambiguous prompts.
+//! It answers only when the trained model cannot be loaded, and serves as the
+//! baseline in the evaluation and the benchmark. Scores are sums of fixed cue
+//! weights; the confidence is low when the two best tasks score alike or the
+//! difficulty score sits near a tier boundary.
 
 use crate::api::ClassifyResponse;
 use crate::task::{Difficulty, Task};
@@ -112,7 +113,7 @@ impl Features {
     }
 }
 
-/// Classifies a prompt.
+/// Classifies a prompt with the fixed weights.
 pub fn classify(text: &str) -> ClassifyResponse {
     let f = Features::of(text);
     let classify_score = 1.5 * f.classify_cues as f32;
@@ -152,6 +153,9 @@ pub fn classify(text: &str) -> ClassifyResponse {
         task,
         difficulty,
         confidence: (confidence * 1000.0).round() / 1000.0,
+        task_confidence: None,
+        needs_strong: None,
+        method: Some("heuristic".to_owned()),
     }
 }
 

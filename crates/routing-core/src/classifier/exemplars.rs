@@ -1,0 +1,1 @@
+//! Nearest-exemplar votes (filled in below).
