@@ -280,9 +280,42 @@ fn run() -> Result<(), String> {
     }
     println!();
 
-    // Sweep λ on a log grid (plus 0: always the better model).
+    let mean_tokens = (classified.iter().map(|c| f64::from(c.3)).sum::<f64>() / n).round() as u32;
+    let recovered = |acc: f64| {
+        if gap.abs() < 1e-12 {
+            0.0
+        } else {
+            (acc - acc_weak) / gap
+        }
+    };
+    for (title, fixed) in [
+        (
+            "policy as deployed: each prompt priced by its estimated tokens".to_owned(),
+            None,
+        ),
+        (
+            format!(
+                "difficulty signal alone: every prompt priced as the mean prompt ({mean_tokens} tokens)"
+            ),
+            Some(mean_tokens),
+        ),
+    ] {
+        let points = sweep(&rows, &classified, fixed)?;
+        print_curve(&title, &points, acc_weak, acc_strong, gap, &recovered);
+    }
+    Ok(())
+}
+
+/// Routes every row with the cost weight swept over a log grid (and 0:
+/// always the better model); one point per distinct strong share.
+fn sweep(
+    rows: &[Row],
+    classified: &[(Task, Difficulty, f32, u32)],
+    fixed_tokens: Option<u32>,
+) -> Result<Vec<Point>, String> {
+    let n = rows.len() as f64;
     let mut lambdas = vec![0.0];
-    lambdas.extend((-40..=40).map(|k| 10f64.powf(f64::from(k) / 16.0)));
+    lambdas.extend((-64..=64).map(|k| 10f64.powf(f64::from(k) / 32.0)));
     let live = LiveStats::default();
     let mut points: Vec<Point> = Vec::new();
     for &lambda in &lambdas {
@@ -290,11 +323,11 @@ fn run() -> Result<(), String> {
         let mut strong_calls = 0usize;
         let mut correct = 0usize;
         let mut cost = 0.0;
-        for (r, &(task, difficulty, confidence, tokens)) in rows.iter().zip(&classified) {
+        for (r, &(task, difficulty, confidence, tokens)) in rows.iter().zip(classified) {
             let mut input = SelectionInput::new(task, 600_000, false);
             input.difficulty = Some(difficulty);
             input.confidence = Some(confidence);
-            input.input_tokens = tokens;
+            input.input_tokens = fixed_tokens.unwrap_or(tokens);
             input.max_output_tokens = Some(2);
             let d = policy
                 .select(&input, &live, &BudgetView::unlimited())
@@ -310,58 +343,50 @@ fn run() -> Result<(), String> {
             accuracy: correct as f64 / n,
             cost_per_1k: cost / n * 1000.0,
         };
-        // Keep one point per distinct share.
-        if points
-            .last()
-            .is_none_or(|p| (p.share - point.share).abs() > 1e-12)
-        {
+        if !points.iter().any(|p| (p.share - point.share).abs() < 1e-12) {
             points.push(point);
         }
     }
     points.sort_by(|a, b| a.share.total_cmp(&b.share));
+    Ok(points)
+}
 
-    let recovered = |acc: f64| {
-        if gap.abs() < 1e-12 {
-            0.0
-        } else {
-            (acc - acc_weak) / gap
-        }
-    };
+fn print_curve(
+    title: &str,
+    points: &[Point],
+    acc_weak: f64,
+    acc_strong: f64,
+    gap: f64,
+    recovered: &dyn Fn(f64) -> f64,
+) {
+    println!("cost–quality curve, {title}");
     println!(
-        "cost–quality curve (policy: score = quality − λ·cost/$0.001; quality from classified difficulty and confidence)"
+        "(score = quality − λ·cost/$0.001; quality from classified difficulty and confidence)"
     );
     println!(
-        "  {:>9}  {:>8}  {:>8}  {:>9}  {:>12}  {:>12}  {:>10}",
+        "  {:>9}  {:>8}  {:>8}  {:>9}  {:>10}  {:>11}  {:>9}",
         "λ", "strong%", "accuracy", "recovered", "random acc", "random rec.", "$/1k req"
     );
     println!(
-        "  {:>9}  {:>7.1}%  {:>8.4}  {:>8.1}%  {:>12.4}  {:>11.1}%  {:>10.4}",
-        "weak",
-        0.0,
-        acc_weak,
-        0.0,
-        acc_weak,
-        0.0,
-        f64::NAN
+        "  {:>9}  {:>7.1}%  {:>8.4}  {:>8.1}%  {:>10.4}  {:>10.1}%  {:>9}",
+        "weak", 0.0, acc_weak, 0.0, acc_weak, 0.0, "-"
     );
-    for p in &points {
-        let random_acc = acc_weak + p.share * gap;
+    for p in points {
         println!(
-            "  {:>9.4}  {:>7.1}%  {:>8.4}  {:>8.1}%  {:>12.4}  {:>11.1}%  {:>10.4}",
+            "  {:>9.4}  {:>7.1}%  {:>8.4}  {:>8.1}%  {:>10.4}  {:>10.1}%  {:>9.4}",
             p.lambda,
             100.0 * p.share,
             p.accuracy,
             100.0 * recovered(p.accuracy),
-            random_acc,
+            acc_weak + p.share * gap,
             100.0 * p.share,
             p.cost_per_1k
         );
     }
     println!(
-        "  {:>9}  {:>7.1}%  {:>8.4}  {:>8.1}%  {:>12.4}  {:>11.1}%  {:>10}",
+        "  {:>9}  {:>7.1}%  {:>8.4}  {:>8.1}%  {:>10.4}  {:>10.1}%  {:>9}",
         "strong", 100.0, acc_strong, 100.0, acc_strong, 100.0, "-"
     );
-
     // Area under recovered-vs-share (APGR in the RouteLLM paper): random
     // routing scores 0.5.
     let mut curve: Vec<(f64, f64)> = vec![(0.0, 0.0)];
@@ -372,19 +397,18 @@ fn run() -> Result<(), String> {
         .windows(2)
         .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
         .sum();
-    println!();
-    println!("APGR (area under recovered vs strong share): {apgr:.3} (random 0.500)");
+    println!("  APGR (area under recovered vs strong share): {apgr:.3} (random 0.500)");
     for target in [0.5, 0.8] {
         let needed = curve
             .iter()
             .find(|(_, rec)| *rec >= target)
             .map_or(1.0, |(share, _)| *share);
         println!(
-            "strong calls to recover {:.0}% of the gap: {:.1}% (random {:.1}%)",
+            "  strong calls to recover {:.0}% of the gap: {:.1}% (random {:.1}%)",
             100.0 * target,
             100.0 * needed,
             100.0 * target
         );
     }
-    Ok(())
+    println!();
 }

@@ -300,21 +300,34 @@ impl LiveStats {
         };
     }
 
-    /// The breaker state of `model` now.
-    pub fn breaker(&self, model: &str) -> BreakerState {
+    /// The breaker state of `model` and its trusted live latency, with one
+    /// lookup (what selection reads per candidate).
+    pub fn status(&self, model: &str) -> (BreakerState, Option<LiveLatency>) {
         let Some(entry) = self.get(model) else {
-            return BreakerState::Closed;
+            return (BreakerState::Closed, None);
         };
         let now = self.inner.clock.now();
         let live = entry.lock().unwrap_or_else(PoisonError::into_inner);
-        match live.breaker_at(now) {
+        let breaker = match live.breaker_at(now) {
             Breaker::Closed { .. } => BreakerState::Closed,
             Breaker::HalfOpen => BreakerState::HalfOpen,
             Breaker::Open { until } => BreakerState::Open {
                 retry_in_ms: u64::try_from(until.saturating_sub(now).as_millis())
                     .unwrap_or(u64::MAX),
             },
-        }
+        };
+        let latency =
+            (live.window.len() >= self.inner.config.min_samples.max(1)).then(|| LiveLatency {
+                samples: live.window.len(),
+                ewma_ms: live.ewma,
+                percentile_ms: live.percentile,
+            });
+        (breaker, latency)
+    }
+
+    /// The breaker state of `model` now.
+    pub fn breaker(&self, model: &str) -> BreakerState {
+        self.status(model).0
     }
 
     /// Live latency of `model`, if it has any successful samples.

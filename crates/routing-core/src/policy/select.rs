@@ -1,5 +1,6 @@
 //! Selection: hard constraints, scoring, fallbacks, budgets and escalation.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -300,6 +301,22 @@ struct Ctx<'a> {
     downgrade: Option<(Weights, Option<f64>, f32)>,
     /// What the tenant may still spend.
     remaining_usd: Option<f64>,
+    /// The rule-independent part of each model's check, computed once per
+    /// request (rules and passes revisit the same models).
+    cache: RefCell<Vec<Option<Result<Base, RejectReason>>>>,
+}
+
+/// What a model is expected to do for this request, once it passed the
+/// rule-independent constraints.
+#[derive(Clone, Copy)]
+struct Base {
+    cost: f64,
+    quality: f32,
+    /// The latency the budget is checked against (percentile or prior).
+    budget_ms: f64,
+    /// The latency scored (EWMA or prior).
+    scoring_ms: f64,
+    live: bool,
 }
 
 /// The outcome of the hard constraints for one model.
@@ -311,30 +328,50 @@ enum Check {
 }
 
 impl Ctx<'_> {
-    fn check(&self, m: &Arc<ModelEntry>, floor: f32, weights: &Weights) -> Check {
+    /// The constraints that do not depend on the rule, in order: privacy,
+    /// task, context window, breaker, cost cap, remaining budget, downgrade
+    /// cap.
+    fn base(&self, index: usize) -> Result<Base, RejectReason> {
+        if let Some(Some(cached)) = self.cache.borrow().get(index) {
+            return cached.clone();
+        }
+        let computed = self.compute_base(index);
+        if let Some(slot) = self.cache.borrow_mut().get_mut(index) {
+            *slot = Some(computed.clone());
+        }
+        computed
+    }
+
+    fn compute_base(&self, index: usize) -> Result<Base, RejectReason> {
+        let Some(m) = self.p.models.get(index) else {
+            return Err(RejectReason::TaskUnsupported {
+                task: self.input.task,
+            });
+        };
         let input = self.input;
         if input.private && m.locality != Locality::InCluster {
-            return Check::Fail(RejectReason::Private);
+            return Err(RejectReason::Private);
         }
         if !m.supports(input.task) {
-            return Check::Fail(RejectReason::TaskUnsupported { task: input.task });
+            return Err(RejectReason::TaskUnsupported { task: input.task });
         }
         if input.task != Task::Embed {
             let needed = u64::from(input.input_tokens) + u64::from(self.output_tokens);
             if needed > u64::from(m.context_window) {
-                return Check::Fail(RejectReason::ContextWindow {
+                return Err(RejectReason::ContextWindow {
                     needed,
                     window: m.context_window,
                 });
             }
         }
-        if let BreakerState::Open { retry_in_ms } = self.live.breaker(&m.id) {
-            return Check::Fail(RejectReason::BreakerOpen { retry_in_ms });
+        let (breaker, live) = self.live.status(&m.id);
+        if let BreakerState::Open { retry_in_ms } = breaker {
+            return Err(RejectReason::BreakerOpen { retry_in_ms });
         }
         let cost = m.expected_cost_usd(input.input_tokens, self.output_tokens);
         if let Some(cap) = input.max_cost_usd {
             if cost > cap {
-                return Check::Fail(RejectReason::Cost {
+                return Err(RejectReason::Cost {
                     expected_usd: cost,
                     cap_usd: cap,
                 });
@@ -342,7 +379,7 @@ impl Ctx<'_> {
         }
         if let Some(remaining) = self.remaining_usd {
             if cost > remaining {
-                return Check::Fail(RejectReason::Budget {
+                return Err(RejectReason::Budget {
                     expected_usd: cost,
                     allowed_usd: remaining.max(0.0),
                 });
@@ -350,7 +387,7 @@ impl Ctx<'_> {
         }
         if let Some((_, Some(cap), _)) = self.downgrade {
             if cost > cap {
-                return Check::Fail(RejectReason::Budget {
+                return Err(RejectReason::Budget {
                     expected_usd: cost,
                     allowed_usd: cap,
                 });
@@ -362,34 +399,59 @@ impl Ctx<'_> {
             self.p.selection.unknown_difficulty,
             input.confidence,
         );
-        if quality < floor {
-            return Check::Fail(RejectReason::Quality { quality, floor });
-        }
-        let prior = m.expected_latency_ms(self.output_tokens);
-        let live = self.live.trusted_latency(&m.id);
         let (budget_ms, scoring_ms) = match live {
             Some(l) => (l.percentile_ms, l.ewma_ms),
-            None => (prior, prior),
+            None => {
+                let prior = m.expected_latency_ms(self.output_tokens);
+                (prior, prior)
+            }
         };
+        Ok(Base {
+            cost,
+            quality,
+            budget_ms,
+            scoring_ms,
+            live: live.is_some(),
+        })
+    }
+
+    /// Every hard constraint for catalogue model `index`: the
+    /// rule-independent ones, then the quality floor, then latency.
+    fn check(&self, index: usize, floor: f32, weights: &Weights) -> Check {
+        let (Some(m), base) = (self.p.models.get(index), self.base(index)) else {
+            return Check::Fail(RejectReason::TaskUnsupported {
+                task: self.input.task,
+            });
+        };
+        let base = match base {
+            Ok(base) => base,
+            Err(reason) => return Check::Fail(reason),
+        };
+        if base.quality < floor {
+            return Check::Fail(RejectReason::Quality {
+                quality: base.quality,
+                floor,
+            });
+        }
         let sel = &self.p.selection;
-        let score = weights.quality * f64::from(quality)
-            - weights.cost * cost / sel.cost_unit_usd
-            - weights.latency * scoring_ms / sel.latency_unit_ms;
+        let score = weights.quality * f64::from(base.quality)
+            - weights.cost * base.cost / sel.cost_unit_usd
+            - weights.latency * base.scoring_ms / sel.latency_unit_ms;
         let candidate = Candidate {
             model: m.clone(),
-            expected_latency_ms: scoring_ms,
-            live_latency: live.is_some(),
-            expected_cost_usd: cost,
-            quality,
+            expected_latency_ms: base.scoring_ms,
+            live_latency: base.live,
+            expected_cost_usd: base.cost,
+            quality: base.quality,
             score,
         };
-        if budget_ms > input.max_latency_ms as f64 {
+        if base.budget_ms > self.input.max_latency_ms as f64 {
             return Check::SlowOnly(
                 candidate,
                 RejectReason::Latency {
-                    expected_ms: budget_ms,
-                    budget_ms: input.max_latency_ms,
-                    live: live.is_some(),
+                    expected_ms: base.budget_ms,
+                    budget_ms: self.input.max_latency_ms,
+                    live: base.live,
                 },
             );
         }
@@ -431,7 +493,7 @@ impl Ctx<'_> {
             if rule.locality.is_some_and(|l| l != model.locality) {
                 continue;
             }
-            let outcome = self.check(model, floor, &weights);
+            let outcome = self.check(m, floor, &weights);
             let reject = |log: &mut Vec<Rejection>, reason: RejectReason| {
                 if !relaxed && !log.iter().any(|r| r.model == model.id) {
                     log.push(Rejection {
@@ -613,6 +675,7 @@ pub(crate) fn select(
         floor,
         downgrade,
         remaining_usd,
+        cache: RefCell::new(vec![None; p.models.len()]),
     };
     let mut rejected = Vec::new();
 
@@ -627,8 +690,9 @@ pub(crate) fn select(
             });
         };
         let model = model.clone();
+        let index = p.by_id.get(&model.id).copied().unwrap_or(usize::MAX);
         let weights = p.weights.get(input.difficulty);
-        let outcome = ctx.check(&model, floor, &weights);
+        let outcome = ctx.check(index, floor, &weights);
         let (candidate, relaxed) = match outcome {
             Check::Pass(c) => (c, false),
             Check::SlowOnly(c, _) if p.selection.on_latency_miss == LatencyMiss::BestEffort => {
@@ -714,7 +778,7 @@ pub(crate) fn select(
                     if model.id == primary.model.id {
                         return None;
                     }
-                    match ctx.check(model, ctx.floor, &weights) {
+                    match ctx.check(m, ctx.floor, &weights) {
                         Check::Pass(to) => Some(Escalation {
                             check_name: esc.check.clone(),
                             check: check.clone(),
