@@ -366,6 +366,10 @@ pub enum Placement<'d> {
 }
 
 /// The pools of one policy, by name.
+///
+/// Build them once with [`Pools::from_policy`]; after a policy reload,
+/// build new ones (requests in flight keep their guards, which hold their
+/// own pool, so their slots are released where they were taken).
 #[derive(Debug, Clone, Default)]
 pub struct Pools {
     pools: HashMap<String, Pool>,
