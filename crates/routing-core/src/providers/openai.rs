@@ -362,8 +362,8 @@ fn code_str(code: Option<&serde_json::Value>) -> Option<&str> {
 /// `insufficient_quota` is final; Groq's 413 (request larger than the TPM
 /// limit) is a context problem; Groq's 498 (flex capacity) is overload;
 /// a 429 waits for `retry-after(-ms)`, else the spent
-/// `x-ratelimit-reset-*`, else the "try again in" hint; a daily limit or a
-/// wait over five minutes is an exhausted quota.
+/// `x-ratelimit-reset-*`, else the "try again in" hint; a daily or monthly
+/// limit is an exhausted quota.
 pub fn map_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ProviderError {
     let envelope: WireErrorEnvelope = serde_json::from_slice(body).unwrap_or_default();
     let inner = envelope.error.unwrap_or_default();
@@ -381,9 +381,6 @@ pub fn map_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Provid
 
 /// Words of a 429 message that mean the account's allowance is spent.
 const QUOTA_PHRASES: [&str; 4] = ["per day", "monthly", "usage limit", "quota"];
-
-/// A 429 asking to wait longer than this is treated as an exhausted quota.
-const QUOTA_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn classify_error(
     status: u16,
@@ -410,11 +407,10 @@ fn classify_error(
                 .or_else(|| retry_after::from_ratelimit_reset(headers))
                 .or_else(|| retry_after::from_message(&message));
             // A daily or monthly limit (Groq's TPD/RPD, Mistral's monthly
-            // limit) or a wait longer than any caller will hold a request
-            // for is a quota, not a short-term limit.
+            // limit) is a quota, not a short-term limit.
             let lower = message.to_ascii_lowercase();
             let quota = QUOTA_PHRASES.iter().any(|p| lower.contains(p));
-            if quota || retry_after.is_some_and(|d| d > QUOTA_WAIT) {
+            if quota {
                 ProviderError::QuotaExhausted { message }
             } else {
                 ProviderError::RateLimited {
