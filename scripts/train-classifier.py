@@ -271,13 +271,16 @@ UNDERSPECIFIED = {
         "Is this right?",
         "What about this one?",
         "Fix it.",
-        "Can you help me with my {thing}?",
         "Any thoughts on this?",
-        "Take a look at my {thing}.",
+        "{opener} {verb} {object}{ending}",
     ],
     "val": ["Thoughts?", "Can you go over this for me?", "Please review my {thing}."],
     "test": ["Have a look at this please", "Does this work?", "Could you sort out my {thing}?"],
 }
+OPENERS = ["Can you", "Could you", "Please", "Help me", "I need you to", "Would you", "Quickly"]
+VERBS = ["check", "look at", "review", "go through", "improve", "help with", "fix", "handle", "deal with"]
+OBJECTS = ["this", "it", "my {thing}", "the attached", "this one", "that", "the thing I sent", "my {thing} again"]
+ENDINGS = ["?", ".", " for me?", " please", "", " asap"]
 THINGS = ["essay", "code", "homework", "email", "plan", "spreadsheet", "report", "answer", "idea", "design"]
 OPEN_ENDED_SOFT = {"classify": 0.0, "generate": 0.5, "reason": 0.5}
 UNDERSPECIFIED_SOFT = {"classify": 1 / 3, "generate": 1 / 3, "reason": 1 / 3}
@@ -521,12 +524,19 @@ def build(split: str, mmlu, queries, sentences, topics, rng: random.Random) -> l
             rows.append(Row(fill(template, rng, text=next_query()[0]), "generate", 0, source="query-generate"))
 
     subjects = sorted({human(subj) for *_, subj in mmlu})
-    for _ in range(n_mmlu // 10):
-        a, b = rng.sample(subjects, 2)
+    for _ in range(n_mmlu // 5):
+        a, b = rng.sample(subjects if rng.random() < 0.5 else topics, 2)
         text = rng.choice(OPEN_ENDED[split]).format(topic=a, topic2=b)
         rows.append(Row(text, None, source="open-ended", soft=OPEN_ENDED_SOFT))
-    for _ in range(n_mmlu // 20):
-        text = rng.choice(UNDERSPECIFIED[split]).format(thing=rng.choice(THINGS))
+    for _ in range(n_mmlu // 10):
+        text = rng.choice(UNDERSPECIFIED[split]).format(
+            opener=rng.choice(OPENERS),
+            verb=rng.choice(VERBS),
+            object=rng.choice(OBJECTS),
+            ending=rng.choice(ENDINGS),
+            thing="{thing}",
+        )
+        text = text.format(thing=rng.choice(THINGS))
         rows.append(Row(text, None, source="underspecified", soft=UNDERSPECIFIED_SOFT))
     return rows
 
@@ -674,7 +684,9 @@ def main() -> None:
         sys.exit("task classes missing from training data")
     W = f32(task_clf.coef_).astype(np.float64)
     b = f32(task_clf.intercept_).astype(np.float64)
-    task_t = fit_temperature(Xt["val"] @ W.T + b, y["val"], binary=False, weights=sw["val"])
+    # Temperature on the prompts with one right task: calibration is only measurable there.
+    hard = sw["val"] == 1
+    task_t = fit_temperature(Xt["val"][hard] @ W.T + b, y["val"][hard], binary=False)
 
     # Strong head: MMLU as given, plus a share of the classify/generate rows as 0 (see the module
     # doc). Validation: MMLU only.
