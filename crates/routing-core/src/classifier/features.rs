@@ -465,7 +465,7 @@ pub fn extract(text: &str) -> SparseFeatures {
             let non_empty = || lower.lines().filter(|l| !l.trim().is_empty());
             let edge_lines = [
                 if part == 0 { non_empty().next() } else { None },
-                non_empty().last(),
+                non_empty().next_back(),
             ];
             for line in edge_lines.into_iter().flatten() {
                 for token in line
