@@ -84,7 +84,7 @@ async fn private_requests_are_served_in_cluster_and_never_reach_external_provide
 async fn other_requests_go_to_vertex_with_a_service_account_token() {
     let fleet = Fleet::start(FleetOptions::default()).await;
     let answer = fleet
-        .route(json!({"task":"reason","prompt":"Why is the sky blue?","max_latency_ms":5000}))
+        .route(json!({"task":"reason","prompt":"Why is the sky blue?","max_latency_ms":5000,"difficulty":"medium"}))
         .await;
     assert_eq!(answer.status, 200, "{}", answer.json);
     let body = &answer.json;

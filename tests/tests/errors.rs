@@ -70,26 +70,50 @@ async fn bodies_over_the_limit_get_413_whether_sized_or_chunked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_secret_is_named_in_a_503_and_its_value_never_appears() {
+async fn a_missing_secret_is_named_in_a_503_and_the_router_falls_back() {
     let fleet = Fleet::start(FleetOptions {
         omit_secrets: vec!["groq-api-key".to_owned()],
         ..FleetOptions::default()
     })
     .await;
-    let answer = fleet
+    // provider-proxy names the missing secret.
+    let direct = fleet
+        .post(
+            "provider-proxy",
+            json!({"provider":"groq","model":"llama-3.1-8b-instant","task":"generate",
+                   "messages":[{"role":"user","content":"hi"}]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(direct.status, 503, "{}", direct.json);
+    assert_eq!(direct.json["error"]["type"], "not_configured");
+    let message = direct.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("groq-api-key"), "{message}");
+
+    // Pinned to Groq, the router has nowhere else to go and says why.
+    let pinned = fleet
+        .route(json!({"task":"generate","prompt":"hi","max_latency_ms":200,"model":"groq/llama-3.1-8b-instant"}))
+        .await;
+    assert_eq!(pinned.status, 503, "{}", pinned.json);
+    assert!(
+        pinned.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("groq-api-key")
+    );
+
+    // Routed, it falls back along the decision's chain and says so.
+    let routed = fleet
         .route(json!({"task":"generate","prompt":"hi","max_latency_ms":200}))
         .await;
-    assert_eq!(answer.status, 503, "{}", answer.json);
-    let message = answer.json["error"]["message"].as_str().unwrap();
-    assert!(message.contains("groq-api-key"), "{message}");
-    assert_eq!(answer.json["error"]["type"], "not_configured");
+    assert_eq!(routed.status, 200, "{}", routed.json);
+    assert_ne!(routed.json["provider"], "groq");
+    let attempts = routed.json["route"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["model"], "groq/llama-3.1-8b-instant");
+    assert_ne!(attempts[0]["outcome"], "ok");
+    assert_eq!(attempts.last().unwrap()["outcome"], "ok");
     assert_eq!(fleet.groq.stats().total_requests, 0);
 
-    // Vertex still works: its secret is there.
-    let vertex = fleet
-        .route(json!({"task":"reason","prompt":"hi","max_latency_ms":5000}))
-        .await;
-    assert_eq!(vertex.status, 200, "{}", vertex.json);
     let secret =
         std::fs::read_to_string(fleet.secrets_dir().join("vertex-service-account")).unwrap();
     let key_line = secret
@@ -97,7 +121,7 @@ async fn a_missing_secret_is_named_in_a_503_and_its_value_never_appears() {
         .find(|l| l.contains("private_key\""))
         .unwrap()
         .to_owned();
-    assert!(!vertex.json.to_string().contains(&key_line));
+    assert!(!routed.json.to_string().contains(&key_line));
     fleet.stop().await;
 }
 

@@ -45,9 +45,24 @@ pub struct RouteRequest {
     /// Stop sequences.
     #[serde(default)]
     pub stop: Vec<String>,
-    /// Tenant or workflow tag, for metering.
+    /// Tenant or workflow tag, for metering and budgets.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// The most the caller will pay for this request, in USD.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// Quality floor in `[0, 1]`: models expected below it are not chosen.
+    #[serde(default)]
+    pub quality: Option<f32>,
+    /// A catalogue model id (`provider/model`) to pin; `auto` or absent routes.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The caller's own judgement of difficulty; skips classification.
+    #[serde(default)]
+    pub difficulty: Option<Difficulty>,
+    /// Answer as server-sent events.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 /// What a valid request asks for, after defaults and checks.
@@ -71,6 +86,16 @@ pub struct ValidRequest {
     pub stop: Vec<String>,
     /// Tenant tag.
     pub tenant: Option<String>,
+    /// Cost cap in USD.
+    pub max_cost_usd: Option<f64>,
+    /// Quality floor.
+    pub quality: Option<f32>,
+    /// Pinned catalogue model.
+    pub pinned: Option<String>,
+    /// Declared difficulty.
+    pub difficulty: Option<Difficulty>,
+    /// Stream the answer.
+    pub stream: bool,
 }
 
 impl ValidRequest {
@@ -201,6 +226,39 @@ impl RouteRequest {
                 ));
             }
         }
+        if self
+            .max_cost_usd
+            .is_some_and(|c| !c.is_finite() || c <= 0.0)
+        {
+            return Err(InvalidRequest::field(
+                "max_cost_usd",
+                "max_cost_usd must be a positive number",
+            ));
+        }
+        if self.quality.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
+            return Err(InvalidRequest::field(
+                "quality",
+                "quality must be between 0 and 1",
+            ));
+        }
+        if self.tenant.as_deref().is_some_and(|t| {
+            t.is_empty()
+                || t.len() > 64
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        }) {
+            return Err(InvalidRequest::field(
+                "tenant",
+                "tenant must be 1 to 64 characters of letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if self.stream && self.task == Some(Task::Embed) {
+            return Err(InvalidRequest::field(
+                "stream",
+                "embeddings are not streamed",
+            ));
+        }
         if self.max_tokens == Some(0) {
             return Err(InvalidRequest::field(
                 "max_tokens",
@@ -282,16 +340,64 @@ impl RouteRequest {
             temperature: self.temperature,
             stop: self.stop,
             tenant: self.tenant,
+            max_cost_usd: self.max_cost_usd,
+            quality: self.quality,
+            pinned: self.model.filter(|m| m != "auto"),
+            difficulty: self.difficulty,
+            stream: self.stream,
         })
     }
 }
 
-/// Which rule picked the route and why, in words.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The routing decision as the caller sees it: the rule, why, the model
+/// chosen, the models left out and why, and what was tried.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RouteExplanation {
     /// Short rule id, e.g. `private_local`.
     pub rule: String,
     /// Human-readable reason.
+    pub reason: String,
+    /// The catalogue id of the model chosen first, e.g. `groq/llama-3.1-8b-instant`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// The fallback chain, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    /// Models left out, each with its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<serde_json::Value>,
+    /// No model met the latency budget: the route is best effort.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub latency_relaxed: bool,
+    /// The budget gate applied, when the tenant is near or over a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<serde_json::Value>,
+    /// The calls made, in order, with their outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// Set when the cheap model's answer failed its check and a stronger
+    /// model answered instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated: Option<Escalated>,
+}
+
+/// One call made for a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Catalogue model id.
+    pub model: String,
+    /// `ok`, or the error type.
+    pub outcome: String,
+    /// Time the call took, in milliseconds.
+    pub latency_ms: u64,
+}
+
+/// A cheap-first escalation that happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalated {
+    /// The model whose answer failed the check.
+    pub from: String,
+    /// Why it failed.
     pub reason: String,
 }
 
@@ -557,6 +663,23 @@ mod tests {
             (r#"{"task":"embed"}"#, "input"),
             (r#"{"task":"embed","input":[1,2]}"#, "input[0]"),
             (r#"{"task":"generate","prompt":"hi","input":"x"}"#, "input"),
+            (
+                r#"{"task":"generate","prompt":"hi","max_cost_usd":0}"#,
+                "max_cost_usd",
+            ),
+            (
+                r#"{"task":"generate","prompt":"hi","quality":1.5}"#,
+                "quality",
+            ),
+            (
+                r#"{"task":"generate","prompt":"hi","tenant":"a b"}"#,
+                "tenant",
+            ),
+            (
+                r#"{"task":"generate","prompt":"hi","difficulty":"easy"}"#,
+                "difficulty",
+            ),
+            (r#"{"task":"embed","input":"x","stream":true}"#, "stream"),
         ];
         for (body, field) in cases {
             let err = parse(body).unwrap_err();

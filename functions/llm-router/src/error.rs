@@ -3,6 +3,7 @@
 use http::StatusCode;
 use routing_core::api::{ErrorDetail, InvalidRequest};
 use routing_core::gateway::InvokeError;
+use routing_core::policy::NoRoute;
 
 /// A failed routed request.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +21,10 @@ pub enum RouterError {
     },
     /// A function down the chain failed.
     #[error(transparent)]
-    Downstream(InvokeError),
+    Downstream(Box<InvokeError>),
+    /// No model may serve the request (privacy, budget, constraints).
+    #[error(transparent)]
+    NoRoute(Box<NoRoute>),
     /// The path or method is not served.
     #[error("{method} {path} is not served; POST / with a routing request")]
     NotFound {
@@ -31,20 +35,43 @@ pub enum RouterError {
     },
 }
 
+impl From<InvokeError> for RouterError {
+    fn from(e: InvokeError) -> Self {
+        RouterError::Downstream(Box::new(e))
+    }
+}
+
+impl From<NoRoute> for RouterError {
+    fn from(e: NoRoute) -> Self {
+        RouterError::NoRoute(Box::new(e))
+    }
+}
+
 impl RouterError {
+    /// The failed downstream call, if that is what this is.
+    pub fn downstream(&self) -> Option<&InvokeError> {
+        match self {
+            RouterError::Downstream(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// The HTTP status to answer with.
     pub fn status(&self) -> StatusCode {
         match self {
             RouterError::Invalid(_) => StatusCode::BAD_REQUEST,
             RouterError::BudgetExhausted { .. } => StatusCode::GATEWAY_TIMEOUT,
-            RouterError::Downstream(InvokeError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            RouterError::Downstream(InvokeError::Failed { status, .. }) => {
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            RouterError::Downstream(e) => match e.as_ref() {
+                InvokeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                InvokeError::Failed { status, .. } => {
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+                }
+                InvokeError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                InvokeError::Decode { .. } => StatusCode::BAD_GATEWAY,
+            },
+            RouterError::NoRoute(e) => {
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
             }
-            RouterError::Downstream(InvokeError::Unreachable { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            RouterError::Downstream(InvokeError::Decode { .. }) => StatusCode::BAD_GATEWAY,
             RouterError::NotFound { .. } => StatusCode::NOT_FOUND,
         }
     }
@@ -65,12 +92,35 @@ impl RouterError {
                 code: None,
             },
             RouterError::BudgetExhausted { .. } => simple("timeout"),
-            RouterError::Downstream(InvokeError::Failed { detail, .. }) => detail.clone(),
-            RouterError::Downstream(InvokeError::Timeout { .. }) => simple("timeout"),
-            RouterError::Downstream(InvokeError::Unreachable { .. }) => simple("unavailable"),
-            RouterError::Downstream(InvokeError::Decode { .. }) => simple("upstream_error"),
+            RouterError::Downstream(e) => match e.as_ref() {
+                InvokeError::Failed { detail, .. } => detail.clone(),
+                InvokeError::Timeout { .. } => simple("timeout"),
+                InvokeError::Unreachable { .. } => simple("unavailable"),
+                InvokeError::Decode { .. } => simple("upstream_error"),
+            },
+            RouterError::NoRoute(e) => ErrorDetail {
+                message: e.message.clone(),
+                kind: match e.status {
+                    402 | 429 => "budget_exceeded",
+                    404 => "model_not_found",
+                    _ => "no_route",
+                }
+                .to_owned(),
+                param: (e.status == 404).then(|| "model".to_owned()),
+                code: None,
+            },
             RouterError::NotFound { .. } => simple("not_found"),
         }
+    }
+
+    /// The JSON error body: OpenAI's shape, plus the models left out and why
+    /// when no model could serve.
+    pub fn body(&self) -> serde_json::Value {
+        let mut body = serde_json::json!({ "error": self.detail() });
+        if let RouterError::NoRoute(e) = self {
+            body["error"]["rejected"] = serde_json::to_value(&e.rejected).unwrap_or_default();
+        }
+        body
     }
 
     /// A low-cardinality label for metrics.
@@ -78,10 +128,13 @@ impl RouterError {
         match self {
             RouterError::Invalid(_) => "invalid",
             RouterError::BudgetExhausted { .. } => "budget_exhausted",
-            RouterError::Downstream(InvokeError::Timeout { .. }) => "timeout",
-            RouterError::Downstream(InvokeError::Failed { .. }) => "downstream_error",
-            RouterError::Downstream(InvokeError::Unreachable { .. }) => "unreachable",
-            RouterError::Downstream(InvokeError::Decode { .. }) => "decode",
+            RouterError::Downstream(e) => match e.as_ref() {
+                InvokeError::Timeout { .. } => "timeout",
+                InvokeError::Failed { .. } => "downstream_error",
+                InvokeError::Unreachable { .. } => "unreachable",
+                InvokeError::Decode { .. } => "decode",
+            },
+            RouterError::NoRoute(_) => "no_route",
             RouterError::NotFound { .. } => "not_found",
         }
     }

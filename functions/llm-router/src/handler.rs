@@ -1,72 +1,396 @@
-//! HTTP surface of llm-router.
+//! HTTP surface of llm-router: the native API (`POST /`, `POST /dry-run`)
+//! and the OpenAI-compatible one (`/v1/chat/completions`, `/v1/embeddings`,
+//! `/v1/models`).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use faas_runtime::{Body, CallContext, Handler, json_error, json_response};
-use http::{Method, Request, Response, StatusCode};
-use serde_json::json;
+use faas_runtime::{Body, CallContext, Handler, json_response, streaming};
+use futures_util::StreamExt;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use routing_core::Task;
+use routing_core::api::{
+    DEFAULT_MAX_LATENCY_MS, InvalidRequest, ProxyStreamEvent, RouteExplanation, RouteRequest,
+    RouteResponse, ValidRequest, parse_json,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use crate::error::RouterError;
-use crate::router::{Call, Router};
+use crate::openai::{self, AUTO_MODEL, ChatCompletionRequest, EmbeddingsRequest};
+use crate::router::{Call, Plan, Router};
 
-/// Serves `POST /` (the native routing request) and `GET /` (what this is).
+/// The llm-router's request handler.
 pub struct RouterHandler {
-    router: Router,
+    router: Arc<Router>,
+}
+
+/// How a streamed answer is framed.
+#[derive(Clone, Copy)]
+enum Framing {
+    /// The fleet's own events: `route`, `delta`, `done`, `error`.
+    Native,
+    /// OpenAI `chat.completion.chunk`s and `[DONE]`.
+    OpenAi { include_usage: bool },
 }
 
 impl RouterHandler {
     /// Wraps a router.
     pub fn new(router: Router) -> Self {
-        Self { router }
+        Self {
+            router: Arc::new(router),
+        }
+    }
+
+    async fn native(&self, body: &[u8], call: &Call<'_>) -> Result<Response<Body>, RouterError> {
+        let request = RouteRequest::parse(body)?;
+        let plan = self.router.plan(request, call).await?;
+        if plan.request.stream {
+            return self.stream(plan, call, Framing::Native).await;
+        }
+        let answer = self.router.execute(plan, call).await?;
+        log_routed(call, &answer);
+        Ok(json_response(StatusCode::OK, &answer))
+    }
+
+    async fn dry_run(&self, body: &[u8], call: &Call<'_>) -> Result<Response<Body>, RouterError> {
+        let request = RouteRequest::parse(body)?;
+        let plan = self.router.plan(request, call).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "task": plan.task,
+                "difficulty": plan.difficulty,
+                "route": plan.explanation(),
+                "decision": plan.decision,
+            }),
+        ))
+    }
+
+    async fn chat_completions(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        call: &Call<'_>,
+    ) -> Result<Response<Body>, RouterError> {
+        let mut request: ChatCompletionRequest = parse_json(body)?;
+        request.hints.merge_headers(headers)?;
+        let messages = request.fleet_messages()?;
+        let include_usage = request
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage);
+        let valid = RouteRequest {
+            task: request.hints.task,
+            prompt: None,
+            messages: Some(messages),
+            input: None,
+            max_latency_ms: request.hints.max_latency_ms,
+            private: request.hints.private.unwrap_or(false),
+            max_tokens: request.max_completion_tokens.or(request.max_tokens),
+            temperature: request.temperature,
+            stop: request
+                .stop
+                .map(openai::OneOrMany::into_vec)
+                .unwrap_or_default(),
+            tenant: request.hints.tenant,
+            max_cost_usd: request.hints.max_cost_usd,
+            quality: request.hints.quality,
+            model: Some(request.model).filter(|m| m != AUTO_MODEL),
+            difficulty: None,
+            stream: request.stream,
+        }
+        .validate()?;
+        if valid.task == Some(Task::Embed) {
+            return Err(InvalidRequest {
+                param: Some("task".to_owned()),
+                message: "use /v1/embeddings for embeddings".to_owned(),
+            }
+            .into());
+        }
+        let plan = self.router.plan(valid, call).await?;
+        if plan.request.stream {
+            return self
+                .stream(plan, call, Framing::OpenAi { include_usage })
+                .await;
+        }
+        let answer = self.router.execute(plan, call).await?;
+        log_routed(call, &answer);
+        let model = served_model(&answer.route, &answer.provider, &answer.model);
+        let mut body = openai::completion(&answer, unix_now(), route_extension(&answer));
+        body["model"] = Value::String(model);
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    async fn embeddings(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        call: &Call<'_>,
+    ) -> Result<Response<Body>, RouterError> {
+        let mut request: EmbeddingsRequest = parse_json(body)?;
+        request.hints.merge_headers(headers)?;
+        if request
+            .encoding_format
+            .as_deref()
+            .is_some_and(|f| f != "float")
+        {
+            return Err(InvalidRequest {
+                param: Some("encoding_format".to_owned()),
+                message: "only float embeddings are served".to_owned(),
+            }
+            .into());
+        }
+        let valid: ValidRequest = RouteRequest {
+            task: Some(Task::Embed),
+            prompt: None,
+            messages: None,
+            input: Some(request.input.into_vec()),
+            max_latency_ms: request
+                .hints
+                .max_latency_ms
+                .or(Some(DEFAULT_MAX_LATENCY_MS)),
+            private: request.hints.private.unwrap_or(false),
+            max_tokens: None,
+            temperature: None,
+            stop: Vec::new(),
+            tenant: request.hints.tenant,
+            max_cost_usd: request.hints.max_cost_usd,
+            quality: None,
+            model: request.model.filter(|m| m != AUTO_MODEL),
+            difficulty: None,
+            stream: false,
+        }
+        .validate()?;
+        let plan = self.router.plan(valid, call).await?;
+        let answer = self.router.execute(plan, call).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &openai::embeddings(&answer, route_extension(&answer)),
+        ))
+    }
+
+    fn models(&self) -> Response<Body> {
+        let policy = self.router.policy();
+        let data: Vec<Value> = std::iter::once(json!({
+            "id": AUTO_MODEL, "object": "model", "created": 0, "owned_by": "faas-llm-router",
+        }))
+        .chain(policy.models().map(|m| {
+            json!({
+                "id": m.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": m.provider,
+                "locality": m.locality,
+                "tasks": m.tasks,
+                "context_window": m.context_window,
+                "price_usd_per_mtok": {"input": m.price.input, "output": m.price.output},
+            })
+        }))
+        .collect();
+        json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+    }
+
+    /// Starts the stream on the first model that takes it and forwards its
+    /// events, framed for the API that asked.
+    async fn stream(
+        &self,
+        plan: Plan,
+        call: &Call<'_>,
+        framing: Framing,
+    ) -> Result<Response<Body>, RouterError> {
+        let routed = self.router.execute_stream(&plan, call).await?;
+        let (tx, rx) = mpsc::channel::<Bytes>(16);
+        let router = Arc::clone(&self.router);
+        let id = call.id.to_owned();
+        tokio::spawn(async move {
+            let created = unix_now();
+            let model_id = routed.model.id.clone();
+            let mut events = routed.events;
+            let first = match framing {
+                Framing::Native => sse(&json!({"type": "route", "route": routed.explanation})),
+                Framing::OpenAi { .. } => sse(&openai::chunk(
+                    &id,
+                    created,
+                    &model_id,
+                    json!({"role": "assistant", "content": ""}),
+                    None,
+                )),
+            };
+            if tx.send(first).await.is_err() {
+                return;
+            }
+            let mut settled = false;
+            while let Some(event) = events.next().await {
+                let event = event.unwrap_or_else(|e| ProxyStreamEvent::Error {
+                    error: RouterError::from(e).detail(),
+                });
+                let frames = match (&event, framing) {
+                    (_, Framing::Native) => vec![event.to_sse()],
+                    (ProxyStreamEvent::Delta { text }, Framing::OpenAi { .. }) => {
+                        vec![sse(&openai::chunk(
+                            &id,
+                            created,
+                            &model_id,
+                            json!({"content": text}),
+                            None,
+                        ))]
+                    }
+                    (
+                        ProxyStreamEvent::Done {
+                            finish_reason,
+                            usage,
+                            cost_usd,
+                            ..
+                        },
+                        Framing::OpenAi { include_usage },
+                    ) => {
+                        let mut frames = vec![sse(&openai::chunk(
+                            &id,
+                            created,
+                            &model_id,
+                            json!({}),
+                            Some(openai::finish_reason(*finish_reason)),
+                        ))];
+                        if include_usage {
+                            frames.push(sse(&openai::usage_chunk(
+                                &id,
+                                created,
+                                &model_id,
+                                usage,
+                                json!({"cost_usd": cost_usd, "route": routed.explanation}),
+                            )));
+                        }
+                        frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                        frames
+                    }
+                    (ProxyStreamEvent::Error { error }, Framing::OpenAi { .. }) => {
+                        vec![sse(&json!({"error": error}))]
+                    }
+                };
+                let last = !matches!(event, ProxyStreamEvent::Delta { .. });
+                if last {
+                    let (ok, cost) = match &event {
+                        ProxyStreamEvent::Done { cost_usd, .. } => (true, *cost_usd),
+                        _ => (false, None),
+                    };
+                    router.settle_stream(&plan, &routed.model, routed.started, ok, cost);
+                    settled = true;
+                }
+                for frame in frames {
+                    if tx.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+                if last {
+                    break;
+                }
+            }
+            if !settled {
+                router.settle_stream(&plan, &routed.model, routed.started, false, None);
+            }
+        });
+        let body = streaming(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|frame| (Ok::<Bytes, std::convert::Infallible>(frame), rx))
+        }));
+        let mut response = Response::new(body);
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/event-stream"),
+        );
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-cache"),
+        );
+        Ok(response)
     }
 }
 
 impl Handler for RouterHandler {
     async fn handle(&self, req: Request<Bytes>, cx: CallContext) -> Response<Body> {
-        let result = match (req.method(), req.uri().path()) {
-            (&Method::POST, "/") => {
-                let call = Call {
-                    id: &cx.call_id,
-                    received_at: cx.received_at.into(),
-                };
-                self.router.route(req.body(), &call).await
+        let call = Call {
+            id: &cx.call_id,
+            received_at: cx.received_at.into(),
+        };
+        let path = req.uri().path();
+        let result = match (req.method(), path) {
+            (&Method::POST, "/") => self.native(req.body(), &call).await,
+            (&Method::POST, "/dry-run") => self.dry_run(req.body(), &call).await,
+            (&Method::POST, "/v1/chat/completions") => {
+                self.chat_completions(req.headers(), req.body(), &call)
+                    .await
             }
-            (&Method::GET, "/") => {
-                return json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "function": "llm-router",
-                        "version": env!("CARGO_PKG_VERSION"),
-                        "usage": "POST / with {\"task\":\"generate\",\"prompt\":\"...\",\"max_latency_ms\":300,\"private\":false}",
-                    }),
-                );
+            (&Method::POST, "/v1/embeddings") => {
+                self.embeddings(req.headers(), req.body(), &call).await
             }
+            (&Method::GET, "/v1/models") => Ok(self.models()),
+            (&Method::GET, "/") => Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "function": "llm-router",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "endpoints": ["POST /", "POST /dry-run", "POST /v1/chat/completions",
+                                  "POST /v1/embeddings", "GET /v1/models"],
+                }),
+            )),
             (method, path) => Err(RouterError::NotFound {
                 method: method.to_string(),
                 path: path.to_owned(),
             }),
         };
-        match result {
-            Ok(answer) => {
-                tracing::info!(
-                    call_id = %cx.call_id,
-                    task = %answer.task,
-                    provider = %answer.provider,
-                    model = %answer.model,
-                    latency_ms = answer.latency_ms,
-                    "routed"
-                );
-                json_response(StatusCode::OK, &answer)
-            }
-            Err(e) => {
-                let detail = e.detail();
-                tracing::info!(call_id = %cx.call_id, status = e.status().as_u16(), error = e.metric_label(), "request failed");
-                json_error(
-                    e.status(),
-                    &detail.kind,
-                    &detail.message,
-                    detail.param.as_deref(),
-                )
-            }
-        }
+        result.unwrap_or_else(|e| {
+            tracing::info!(call_id = %cx.call_id, status = e.status().as_u16(), error = e.metric_label(), "request failed");
+            json_response(e.status(), &e.body())
+        })
     }
+}
+
+fn log_routed(call: &Call<'_>, answer: &RouteResponse) {
+    tracing::info!(
+        call_id = %call.id,
+        task = %answer.task,
+        provider = %answer.provider,
+        model = %answer.model,
+        rule = %answer.route.rule,
+        latency_ms = answer.latency_ms,
+        "routed"
+    );
+}
+
+/// The catalogue id of the model that answered: the last successful
+/// attempt (an escalation's, if any).
+fn served_model(route: &RouteExplanation, provider: &str, model: &str) -> String {
+    route
+        .attempts
+        .iter()
+        .rev()
+        .find(|a| a.outcome == "ok")
+        .map(|a| a.model.clone())
+        .unwrap_or_else(|| openai::catalogue_id(provider, model))
+}
+
+fn route_extension(answer: &RouteResponse) -> Value {
+    json!({
+        "provider": answer.provider,
+        "model": answer.model,
+        "task": answer.task,
+        "difficulty": answer.difficulty,
+        "cost_usd": answer.cost_usd,
+        "latency_ms": answer.latency_ms,
+        "route": answer.route,
+    })
+}
+
+fn sse(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -4,6 +4,7 @@
 
 mod error;
 mod handler;
+mod openai;
 mod router;
 
 use std::process::ExitCode;

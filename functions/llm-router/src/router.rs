@@ -1,24 +1,29 @@
-//! The routing pipeline: validate → decide the task → pick a route → call the
-//! function that serves it → answer with provider, model, usage and cost.
+//! The routing pipeline: validate → decide task and difficulty → select a
+//! model with the policy → call it through the fleet, falling back along the
+//! decision's chain and escalating a cheap answer that fails its check →
+//! answer with provider, model, usage, cost and the decision.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use routing_core::api::{
-    ClassifyRequest, ClassifyResponse, EmbedFunctionRequest, EmbedFunctionResponse, ProxyRequest,
-    ProxyResponse, RouteExplanation, RouteRequest, RouteResponse, ValidRequest,
+    Attempt, ClassifyRequest, ClassifyResponse, EmbedFunctionRequest, EmbedFunctionResponse,
+    Escalated, ProxyRequest, ProxyResponse, RouteExplanation, RouteResponse, ValidRequest,
 };
 use routing_core::env::Env;
-use routing_core::gateway::{FunctionClient, InvokeError};
+use routing_core::gateway::{EventStream, FunctionClient, InvokeError};
 use routing_core::policy::{
-    BudgetView, LiveStats, ModelEntry, Policy, SelectionInput, Target, estimate_tokens,
+    BudgetStore, BudgetTracker, BudgetView, Decision, LiveStats, ModelEntry, Policy, PolicyWatcher,
+    SelectionInput, Target, estimate_tokens, needs_escalation,
 };
+use routing_core::providers::{FinishReason, Usage};
 use routing_core::{Difficulty, Task, classifier};
 use tokio::time::Instant;
 
 use crate::error::RouterError;
 
-/// `CLASSIFY_TIMEOUT_MS`: the most time spent asking classify for the task.
+/// `CLASSIFY_TIMEOUT_MS`: the most time spent asking classify.
 pub const ENV_CLASSIFY_TIMEOUT_MS: &str = "CLASSIFY_TIMEOUT_MS";
 const DEFAULT_CLASSIFY_TIMEOUT_MS: u64 = 100;
 /// Time kept back from provider-proxy's deadline so that it, not the router,
@@ -27,12 +32,15 @@ const PROXY_MARGIN: Duration = Duration::from_millis(10);
 
 /// Everything a routed request needs, built once per process.
 pub struct Router {
-    policy: Policy,
+    policy: PolicyWatcher,
     live: LiveStats,
+    budgets: BudgetTracker,
     functions: FunctionClient,
     classify_timeout: Duration,
     requests: IntCounterVec,
     duration: HistogramVec,
+    fallbacks: IntCounterVec,
+    escalations: IntCounterVec,
 }
 
 /// What a routed call knows about itself.
@@ -43,6 +51,57 @@ pub struct Call<'a> {
     pub received_at: Instant,
 }
 
+/// A request with its decision, ready to run.
+pub struct Plan {
+    /// The validated request.
+    pub request: ValidRequest,
+    /// The task served.
+    pub task: Task,
+    /// The difficulty routed for.
+    pub difficulty: Option<Difficulty>,
+    /// How the task and difficulty were decided, when not declared.
+    pub classification: Option<String>,
+    /// The policy's decision.
+    pub decision: Decision,
+    /// When the caller's latency budget runs out.
+    pub deadline: Instant,
+}
+
+impl Plan {
+    /// The decision as the caller sees it.
+    pub fn explanation(&self) -> RouteExplanation {
+        let mut explanation = self.decision.explanation();
+        if let Some(note) = &self.classification {
+            explanation.reason.push_str("; ");
+            explanation.reason.push_str(note);
+        }
+        explanation
+    }
+}
+
+/// A stream that has started: who serves it and its events.
+pub struct RoutedStream {
+    /// The catalogue model serving it.
+    pub model: Arc<ModelEntry>,
+    /// The decision, with the attempts made to start the stream.
+    pub explanation: RouteExplanation,
+    /// provider-proxy's events.
+    pub events: EventStream,
+    /// When the stream started.
+    pub started: Instant,
+}
+
+/// One model's answer.
+struct Answer {
+    provider: String,
+    model: String,
+    output: Option<String>,
+    embeddings: Option<Vec<Vec<f32>>>,
+    finish_reason: Option<FinishReason>,
+    usage: Usage,
+    cost_usd: Option<f64>,
+}
+
 impl Router {
     /// Builds the router from environment variables and registers its metrics.
     pub fn new(env: &Env, registry: &Registry) -> Result<Self, String> {
@@ -50,14 +109,28 @@ impl Router {
         let classify_timeout_ms = env
             .parse_or(ENV_CLASSIFY_TIMEOUT_MS, DEFAULT_CLASSIFY_TIMEOUT_MS)
             .map_err(|e| e.to_string())?;
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "llm_router_requests_total",
-                "Routed requests by task, provider and outcome.",
-            ),
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).map_err(|e| e.to_string())?;
+            registry
+                .register(Box::new(c.clone()))
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(c)
+        };
+        let requests = counter(
+            "llm_router_requests_total",
+            "Routed requests by task, provider and outcome.",
             &["task", "provider", "outcome"],
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
+        let fallbacks = counter(
+            "llm_router_fallbacks_total",
+            "Calls that failed over to the next model of the chain, by the failed provider.",
+            &["provider"],
+        )?;
+        let escalations = counter(
+            "llm_router_escalations_total",
+            "Cheap answers that failed their check and were escalated, by reason.",
+            &["reason"],
+        )?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "llm_router_request_duration_seconds",
@@ -70,29 +143,35 @@ impl Router {
         )
         .map_err(|e| e.to_string())?;
         registry
-            .register(Box::new(requests.clone()))
-            .map_err(|e| e.to_string())?;
-        registry
             .register(Box::new(duration.clone()))
             .map_err(|e| e.to_string())?;
-        let policy = Policy::from_env(env).map_err(|e| e.to_string())?;
+        let policy = PolicyWatcher::from_env(env).map_err(|e| e.to_string())?;
         Ok(Self {
-            live: LiveStats::new(policy.live_config()),
+            live: LiveStats::new(policy.current().live_config()),
             policy,
+            budgets: BudgetTracker::new(),
             functions: FunctionClient::from_env(env, http),
             classify_timeout: Duration::from_millis(classify_timeout_ms),
             requests,
             duration,
+            fallbacks,
+            escalations,
         })
     }
 
-    /// Serves one routing request body.
-    pub async fn route(&self, body: &[u8], call: &Call<'_>) -> Result<RouteResponse, RouterError> {
-        let request = RouteRequest::parse(body)?;
-        let budget = Duration::from_millis(request.max_latency_ms);
-        let deadline = call.received_at + budget;
-        let (task, difficulty, classified_by) = self.decide_task(&request, call, deadline).await;
+    /// The policy in force.
+    pub fn policy(&self) -> Policy {
+        self.policy.current()
+    }
+
+    /// Decides task, difficulty and model for a validated request.
+    pub async fn plan(&self, request: ValidRequest, call: &Call<'_>) -> Result<Plan, RouterError> {
+        let deadline = call.received_at + Duration::from_millis(request.max_latency_ms);
+        let (task, difficulty, confidence, classification) =
+            self.classify(&request, call, deadline).await;
         let mut input = SelectionInput::new(task, request.max_latency_ms, request.private);
+        input.difficulty = difficulty;
+        input.confidence = confidence;
         input.input_tokens = request
             .messages
             .iter()
@@ -101,145 +180,324 @@ impl Router {
             .map(estimate_tokens)
             .fold(0u32, u32::saturating_add);
         input.max_output_tokens = request.max_tokens;
+        input.max_cost_usd = request.max_cost_usd;
+        input.quality_floor = request.quality;
         input.tenant = request.tenant.clone();
-        let decision = self
-            .policy
-            .select(&input, &self.live, &BudgetView::unlimited())
-            .map_err(|e| {
-                RouterError::Invalid(routing_core::api::InvalidRequest {
-                    param: None,
-                    message: e.message,
-                })
-            })?;
-        let route = &decision.primary.model;
-        let result = self
-            .serve(
-                &request,
-                task,
-                route,
-                decision.explanation(),
-                call,
-                deadline,
+        input.pinned = request.pinned.clone();
+        let policy = self.policy.current();
+        let decision = policy
+            .select(
+                &input,
+                &self.live,
+                &BudgetView::new(&self.budgets, SystemTime::now()),
             )
-            .await
-            .map(|mut response| {
-                response.difficulty = difficulty;
-                if let Some(note) = &classified_by {
-                    response.route.reason.push_str("; ");
-                    response.route.reason.push_str(note);
-                }
-                response.latency_ms = millis(call.received_at.elapsed());
-                response
-            });
-        let (provider, outcome) = match &result {
-            Ok(r) => (r.provider.as_str(), "ok"),
-            Err(e) => (route.provider.as_str(), e.metric_label()),
-        };
-        self.requests
-            .with_label_values(&[task.as_str(), provider, outcome])
-            .inc();
-        self.duration
-            .with_label_values(&[task.as_str()])
-            .observe(call.received_at.elapsed().as_secs_f64());
-        result
+            .map_err(RouterError::from)?;
+        Ok(Plan {
+            request,
+            task,
+            difficulty,
+            classification,
+            decision,
+            deadline,
+        })
     }
 
-    /// The declared task, or classify's guess (in-process when the classify
-    /// function cannot answer in time).
-    async fn decide_task(
+    /// The declared task and difficulty, or classify's judgement (in-process
+    /// when the classify function cannot answer within its share of the
+    /// budget).
+    async fn classify(
         &self,
         request: &ValidRequest,
         call: &Call<'_>,
         deadline: Instant,
-    ) -> (Task, Option<Difficulty>, Option<String>) {
-        if let Some(task) = request.task {
-            return (task, None, None);
+    ) -> (Task, Option<Difficulty>, Option<f32>, Option<String>) {
+        match (request.task, request.difficulty) {
+            (Some(Task::Embed), _) => return (Task::Embed, None, None, None),
+            (Some(task), Some(difficulty)) => return (task, Some(difficulty), None, None),
+            _ => {}
         }
         let text = request.classification_text();
         let remaining = deadline.saturating_duration_since(Instant::now());
         let timeout = self.classify_timeout.min(remaining / 4);
-        let asked = self
-            .functions
-            .invoke::<_, ClassifyResponse>(
-                "classify",
-                "/",
-                &ClassifyRequest {
-                    text: text.to_owned(),
-                },
-                call.id,
-                timeout,
-            )
-            .await;
-        match asked {
-            Ok(c) => (
-                c.task,
-                Some(c.difficulty),
-                Some(format!(
-                    "task {} decided by classify (confidence {:.2})",
-                    c.task, c.confidence
-                )),
-            ),
-            Err(e) => {
-                tracing::warn!(call_id = call.id, error = %e, "classify unavailable; classifying in-process");
-                let c = classifier::classify(text);
-                (
-                    c.task,
-                    Some(c.difficulty),
-                    Some(format!(
-                        "task {} decided in-process because classify was unavailable",
-                        c.task
-                    )),
+        let asked = if timeout.is_zero() {
+            Err(InvokeError::Timeout {
+                function: "classify".to_owned(),
+                timeout_ms: 0,
+            })
+        } else {
+            self.functions
+                .invoke::<_, ClassifyResponse>(
+                    "classify",
+                    "/",
+                    &ClassifyRequest {
+                        text: text.to_owned(),
+                    },
+                    call.id,
+                    timeout,
                 )
+                .await
+        };
+        let (verdict, by) = match asked {
+            Ok(verdict) => (verdict, "classify"),
+            Err(e) => {
+                tracing::info!(call_id = call.id, error = %e, "classify unavailable in time; classifying in-process");
+                (
+                    classifier::classify(text),
+                    "the router's in-process classifier",
+                )
+            }
+        };
+        let task = request.task.unwrap_or(verdict.task);
+        let difficulty = request.difficulty.unwrap_or(verdict.difficulty);
+        let note = if request.task.is_none() {
+            format!(
+                "task {task} and difficulty {} decided by {by} (confidence {:.2})",
+                difficulty.as_str(),
+                verdict.confidence
+            )
+        } else {
+            format!(
+                "difficulty {} judged by {by} (confidence {:.2})",
+                difficulty.as_str(),
+                verdict.confidence
+            )
+        };
+        (task, Some(difficulty), Some(verdict.confidence), Some(note))
+    }
+
+    /// Runs a plan: the primary model, then the fallbacks while time remains,
+    /// then escalation when the answer fails the rule's check.
+    pub async fn execute(&self, plan: Plan, call: &Call<'_>) -> Result<RouteResponse, RouterError> {
+        let result = self.run_chain(&plan, call).await;
+        let (provider, outcome) = match &result {
+            Ok(r) => (r.provider.clone(), "ok"),
+            Err(e) => (
+                plan.decision.primary.model.provider.clone(),
+                e.metric_label(),
+            ),
+        };
+        self.requests
+            .with_label_values(&[plan.task.as_str(), &provider, outcome])
+            .inc();
+        self.duration
+            .with_label_values(&[plan.task.as_str()])
+            .observe(call.received_at.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn run_chain(&self, plan: &Plan, call: &Call<'_>) -> Result<RouteResponse, RouterError> {
+        let mut explanation = plan.explanation();
+        let mut last_error = None;
+        for (position, candidate) in plan.decision.chain().enumerate() {
+            let model = &candidate.model;
+            let started = Instant::now();
+            match self.call_model(plan, model, call).await {
+                Ok(answer) => {
+                    self.settle(plan, model, started, &answer);
+                    explanation.attempts.push(attempt(model, "ok", started));
+                    let answer = if position == 0 {
+                        self.escalate_if_needed(plan, model, answer, &mut explanation, call)
+                            .await
+                    } else {
+                        answer
+                    };
+                    return Ok(self.response(plan, call, answer, explanation));
+                }
+                Err(error) => {
+                    if provider_failed(&error) {
+                        self.live.observe(&model.id, started.elapsed(), false);
+                    }
+                    explanation
+                        .attempts
+                        .push(attempt(model, error.metric_label(), started));
+                    let more_time = Instant::now() < plan.deadline;
+                    if !(worth_falling_back(&error) && more_time) {
+                        return Err(error);
+                    }
+                    self.fallbacks.with_label_values(&[&model.provider]).inc();
+                    tracing::info!(call_id = call.id, model = %model.id, error = error.metric_label(), "falling back");
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or(RouterError::BudgetExhausted {
+            budget_ms: plan.request.max_latency_ms,
+            during: "before a model could be called".to_owned(),
+        }))
+    }
+
+    async fn escalate_if_needed(
+        &self,
+        plan: &Plan,
+        model: &ModelEntry,
+        answer: Answer,
+        explanation: &mut RouteExplanation,
+        call: &Call<'_>,
+    ) -> Answer {
+        let Some(escalation) = &plan.decision.escalation else {
+            return answer;
+        };
+        let (Some(text), Some(finish)) = (&answer.output, answer.finish_reason) else {
+            return answer;
+        };
+        let Some(reason) = needs_escalation(&escalation.check, text, finish) else {
+            return answer;
+        };
+        let label = serde_json::to_value(&reason)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| "other".to_owned());
+        self.escalations.with_label_values(&[&label]).inc();
+        let reason = reason.to_string();
+        let stronger = &escalation.to.model;
+        let started = Instant::now();
+        match self.call_model(plan, stronger, call).await {
+            Ok(better) => {
+                self.settle(plan, stronger, started, &better);
+                explanation.attempts.push(attempt(stronger, "ok", started));
+                explanation.escalated = Some(Escalated {
+                    from: model.id.clone(),
+                    reason,
+                });
+                // The caller pays for both calls.
+                Answer {
+                    cost_usd: better.cost_usd.map(|c| c + answer.cost_usd.unwrap_or(0.0)),
+                    ..better
+                }
+            }
+            Err(error) => {
+                explanation
+                    .attempts
+                    .push(attempt(stronger, error.metric_label(), started));
+                answer
             }
         }
     }
 
-    async fn serve(
+    /// Records a successful call: live latency, spend.
+    fn settle(&self, plan: &Plan, model: &ModelEntry, started: Instant, answer: &Answer) {
+        self.live.observe(&model.id, started.elapsed(), true);
+        if let (Some(tenant), Some(cost)) = (&plan.request.tenant, answer.cost_usd) {
+            self.budgets.record(tenant, cost, SystemTime::now());
+        }
+    }
+
+    /// Records the end of a stream.
+    pub fn settle_stream(
         &self,
-        request: &ValidRequest,
-        task: Task,
-        route: &ModelEntry,
-        explanation: RouteExplanation,
+        plan: &Plan,
+        model: &ModelEntry,
+        started: Instant,
+        ok: bool,
+        cost_usd: Option<f64>,
+    ) {
+        self.live.observe(&model.id, started.elapsed(), ok);
+        if let (Some(tenant), Some(cost)) = (&plan.request.tenant, cost_usd) {
+            self.budgets.record(tenant, cost, SystemTime::now());
+        }
+        let outcome = if ok { "ok" } else { "stream_error" };
+        self.requests
+            .with_label_values(&[plan.task.as_str(), &model.provider, outcome])
+            .inc();
+    }
+
+    fn response(
+        &self,
+        plan: &Plan,
         call: &Call<'_>,
-        deadline: Instant,
-    ) -> Result<RouteResponse, RouterError> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let budget_ms = request.max_latency_ms;
+        answer: Answer,
+        route: RouteExplanation,
+    ) -> RouteResponse {
+        RouteResponse {
+            id: call.id.to_owned(),
+            task: plan.task,
+            difficulty: plan.difficulty,
+            provider: answer.provider,
+            model: answer.model,
+            output: answer.output,
+            embeddings: answer.embeddings,
+            finish_reason: answer.finish_reason,
+            usage: answer.usage,
+            cost_usd: answer.cost_usd,
+            latency_ms: millis(call.received_at.elapsed()),
+            route,
+        }
+    }
+
+    fn remaining(&self, plan: &Plan, during: &str) -> Result<Duration, RouterError> {
+        let remaining = plan.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(RouterError::BudgetExhausted {
-                budget_ms,
-                during: "before a provider could be called".to_owned(),
+                budget_ms: plan.request.max_latency_ms,
+                during: during.to_owned(),
             });
         }
-        let timed_out = |function: &str| RouterError::BudgetExhausted {
-            budget_ms,
-            during: format!("waiting for {function}"),
+        Ok(remaining)
+    }
+
+    fn proxy_request(
+        &self,
+        plan: &Plan,
+        model: &ModelEntry,
+        remaining: Duration,
+        stream: bool,
+    ) -> ProxyRequest {
+        ProxyRequest {
+            provider: model.provider.clone(),
+            model: model.model.clone(),
+            task: plan.task,
+            private: plan.request.private,
+            messages: plan.request.messages.clone(),
+            max_tokens: plan.request.max_tokens,
+            temperature: plan.request.temperature,
+            stop: plan.request.stop.clone(),
+            timeout_ms: Some(millis(remaining.saturating_sub(PROXY_MARGIN)).max(1)),
+            stream,
+        }
+    }
+
+    async fn call_model(
+        &self,
+        plan: &Plan,
+        model: &ModelEntry,
+        call: &Call<'_>,
+    ) -> Result<Answer, RouterError> {
+        let function = match model.target {
+            Target::Embed => "embed",
+            Target::ProviderProxy => "provider-proxy",
         };
-        match route.target {
+        let remaining = self.remaining(plan, &format!("before calling {function}"))?;
+        let budget_ms = plan.request.max_latency_ms;
+        let timed_out = |e: InvokeError| match e {
+            InvokeError::Timeout { function, .. } => RouterError::BudgetExhausted {
+                budget_ms,
+                during: format!("waiting for {function}"),
+            },
+            other => RouterError::from(other),
+        };
+        match model.target {
             Target::Embed => {
-                let input = if request.inputs.is_empty() {
-                    request.messages.iter().map(|m| m.content.clone()).collect()
+                let input = if plan.request.inputs.is_empty() {
+                    plan.request
+                        .messages
+                        .iter()
+                        .map(|m| m.content.clone())
+                        .collect()
                 } else {
-                    request.inputs.clone()
+                    plan.request.inputs.clone()
                 };
                 let answer: EmbedFunctionResponse = self
                     .functions
                     .invoke(
-                        "embed",
+                        function,
                         "/",
                         &EmbedFunctionRequest { input: Some(input) },
                         call.id,
                         remaining,
                     )
                     .await
-                    .map_err(|e| match e {
-                        InvokeError::Timeout { .. } => timed_out("embed"),
-                        other => RouterError::Downstream(other),
-                    })?;
-                Ok(RouteResponse {
-                    id: call.id.to_owned(),
-                    task,
-                    difficulty: None,
+                    .map_err(timed_out)?;
+                Ok(Answer {
                     provider: answer.provider,
                     model: answer.model,
                     output: None,
@@ -247,35 +505,16 @@ impl Router {
                     finish_reason: None,
                     usage: answer.usage,
                     cost_usd: Some(0.0),
-                    latency_ms: 0,
-                    route: explanation,
                 })
             }
             Target::ProviderProxy => {
-                let proxy_request = ProxyRequest {
-                    provider: route.provider.clone(),
-                    model: route.model.clone(),
-                    task,
-                    private: request.private,
-                    messages: request.messages.clone(),
-                    max_tokens: request.max_tokens,
-                    temperature: request.temperature,
-                    stop: request.stop.clone(),
-                    timeout_ms: Some(millis(remaining.saturating_sub(PROXY_MARGIN)).max(1)),
-                    stream: false,
-                };
+                let request = self.proxy_request(plan, model, remaining, false);
                 let answer: ProxyResponse = self
                     .functions
-                    .invoke("provider-proxy", "/", &proxy_request, call.id, remaining)
+                    .invoke(function, "/", &request, call.id, remaining)
                     .await
-                    .map_err(|e| match e {
-                        InvokeError::Timeout { .. } => timed_out("provider-proxy"),
-                        other => RouterError::Downstream(other),
-                    })?;
-                Ok(RouteResponse {
-                    id: call.id.to_owned(),
-                    task,
-                    difficulty: None,
+                    .map_err(timed_out)?;
+                Ok(Answer {
                     provider: answer.provider,
                     model: answer.model,
                     output: Some(answer.text),
@@ -283,14 +522,97 @@ impl Router {
                     finish_reason: Some(answer.finish_reason),
                     usage: answer.usage,
                     cost_usd: answer.cost_usd,
-                    latency_ms: 0,
-                    route: explanation,
                 })
             }
         }
     }
+
+    /// Starts a stream on the first model of the chain that accepts it; a
+    /// failure after the stream started is the stream's last event.
+    pub async fn execute_stream(
+        &self,
+        plan: &Plan,
+        call: &Call<'_>,
+    ) -> Result<RoutedStream, RouterError> {
+        let mut explanation = plan.explanation();
+        let mut last_error = None;
+        for candidate in plan.decision.chain() {
+            let model = &candidate.model;
+            if model.target != Target::ProviderProxy {
+                return Err(RouterError::Invalid(routing_core::api::InvalidRequest {
+                    param: Some("stream".to_owned()),
+                    message: "only generated text is streamed".to_owned(),
+                }));
+            }
+            let started = Instant::now();
+            let remaining = self.remaining(plan, "before the stream started")?;
+            let request = self.proxy_request(plan, model, remaining, true);
+            match self
+                .functions
+                .invoke_stream("provider-proxy", "/", &request, call.id, remaining)
+                .await
+            {
+                Ok(events) => {
+                    explanation.attempts.push(attempt(model, "ok", started));
+                    return Ok(RoutedStream {
+                        model: Arc::clone(model),
+                        explanation,
+                        events,
+                        started,
+                    });
+                }
+                Err(e) => {
+                    let error = RouterError::from(e);
+                    if provider_failed(&error) {
+                        self.live.observe(&model.id, started.elapsed(), false);
+                    }
+                    explanation
+                        .attempts
+                        .push(attempt(model, error.metric_label(), started));
+                    if !(worth_falling_back(&error) && Instant::now() < plan.deadline) {
+                        return Err(error);
+                    }
+                    self.fallbacks.with_label_values(&[&model.provider]).inc();
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or(RouterError::BudgetExhausted {
+            budget_ms: plan.request.max_latency_ms,
+            during: "before the stream started".to_owned(),
+        }))
+    }
 }
 
-fn millis(d: Duration) -> u64 {
+fn attempt(model: &ModelEntry, outcome: &str, started: Instant) -> Attempt {
+    Attempt {
+        model: model.id.clone(),
+        outcome: outcome.to_owned(),
+        latency_ms: millis(started.elapsed()),
+    }
+}
+
+/// Whether the next model of the chain may succeed where this one failed:
+/// provider overload, rate limits, outages and context-length refusals are
+/// worth another model; the caller's own mistakes and privacy refusals are not.
+fn worth_falling_back(error: &RouterError) -> bool {
+    match error.downstream() {
+        Some(InvokeError::Failed { status, .. }) => matches!(status, 408 | 413 | 429 | 500..=599),
+        Some(InvokeError::Unreachable { .. } | InvokeError::Decode { .. }) => true,
+        _ => false,
+    }
+}
+
+/// Whether a failure counts against the model's health (breaker, latency).
+fn provider_failed(error: &RouterError) -> bool {
+    match error.downstream() {
+        Some(InvokeError::Failed { status, .. }) => matches!(status, 408 | 429 | 500..=599),
+        Some(InvokeError::Timeout { .. } | InvokeError::Decode { .. }) => true,
+        Some(InvokeError::Unreachable { .. }) => false,
+        None => matches!(error, RouterError::BudgetExhausted { .. }),
+    }
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -263,6 +263,19 @@ impl Decision {
         RouteExplanation {
             rule: self.rule.clone(),
             reason: self.reason.clone(),
+            model: self.primary.model.id.clone(),
+            fallbacks: self.fallbacks.iter().map(|c| c.model.id.clone()).collect(),
+            rejected: self
+                .rejected
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect(),
+            latency_relaxed: self.latency_relaxed,
+            budget: self
+                .budget
+                .as_ref()
+                .and_then(|b| serde_json::to_value(b).ok()),
+            ..RouteExplanation::default()
         }
     }
 
