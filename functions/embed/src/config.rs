@@ -24,8 +24,8 @@ pub const ENV_EMBED_CONCURRENCY: &str = "EMBED_CONCURRENCY";
 pub const DEFAULT_MODEL_DIR: &str = "assets/model";
 /// Default `EMBED_MAX_INPUTS`.
 pub const DEFAULT_MAX_INPUTS: usize = 256;
-/// Default `EMBED_MAX_TOKENS`: about ten seconds of one core.
-pub const DEFAULT_MAX_TOKENS: usize = 16_384;
+/// Default `EMBED_MAX_TOKENS`: 32 texts of 256 tokens, about ten seconds of one core.
+pub const DEFAULT_MAX_TOKENS: usize = 8_192;
 
 /// Which backend computes the vectors.
 #[derive(Debug, Clone, PartialEq, Eq)]
