@@ -734,7 +734,7 @@ pub(crate) fn select(
             }
             Check::SlowOnly(_, reason) | Check::Fail(reason) => {
                 let message = format!("pinned model {} {reason}", model.id);
-                let status = status_for(std::slice::from_ref(&reason));
+                let status = status_for(std::slice::from_ref(&reason), p.budgets.reject_status);
                 rejected.push(Rejection {
                     model: model.id.clone(),
                     rule: "pinned".to_owned(),
@@ -883,7 +883,7 @@ pub(crate) fn select(
     }
 
     let reasons: Vec<RejectReason> = rejected.iter().map(|r| r.reason.clone()).collect();
-    let status = status_for(&reasons);
+    let status = status_for(&reasons, p.budgets.reject_status);
     let message = if matching.is_empty() {
         format!(
             "no rule of policy {} matches this {} request",
@@ -914,13 +914,20 @@ pub(crate) fn select(
 
 /// 503 when an open breaker kept out a model that passed the request's
 /// static constraints (privacy, task, context): it may serve again soon;
-/// otherwise 422.
-fn status_for(reasons: &[RejectReason]) -> u16 {
+/// the budget's reject status (402 or 429) when only the tenant's budget
+/// kept every model out; otherwise 422.
+fn status_for(reasons: &[RejectReason], budget_status: u16) -> u16 {
     if reasons
         .iter()
         .any(|r| matches!(r, RejectReason::BreakerOpen { .. }))
     {
         503
+    } else if !reasons.is_empty()
+        && reasons
+            .iter()
+            .all(|r| matches!(r, RejectReason::Budget { .. }))
+    {
+        budget_status
     } else {
         422
     }

@@ -1,0 +1,217 @@
+//! The policy at work through the whole fleet: explain and dry-run,
+//! cheap-first escalation, tenant budgets, privacy against pinning.
+
+use std::collections::BTreeMap;
+
+use fleet_tests::{Fleet, FleetOptions};
+use serde_json::json;
+
+fn model_calls(fleet: &Fleet) -> u64 {
+    ["ollama", "groq", "vertex"]
+        .into_iter()
+        .chain(fleet.others.keys().copied())
+        .map(|p| {
+            fleet
+                .emulator(p)
+                .stats()
+                .by_path
+                .iter()
+                .filter(|(path, _)| !path.starts_with("/_emulator") && !path.ends_with("/token"))
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_explains_the_decision_without_calling_a_model() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let response = fleet
+        .http
+        .post(fleet.url("llm-router", "/dry-run"))
+        .body(json!({"task":"reason","prompt":"Prove that there are infinitely many primes.","max_latency_ms":3000}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let route = &body["route"];
+    assert!(!route["rule"].as_str().unwrap().is_empty());
+    assert!(!route["model"].as_str().unwrap().is_empty());
+    assert_eq!(body["decision"]["primary"]["model"]["id"], route["model"]);
+    // Every model left out says why.
+    for rejected in route["rejected"].as_array().unwrap() {
+        assert!(rejected["reason"]["kind"].is_string(), "{rejected}");
+    }
+    assert_eq!(model_calls(&fleet), 0);
+
+    // A real call carries the same explanation, plus what was tried.
+    let answer = fleet
+        .route(json!({"task":"reason","prompt":"Prove that there are infinitely many primes.","max_latency_ms":3000}))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.json["route"]["model"], route["model"]);
+    let attempts = answer.json["route"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.last().unwrap()["outcome"], "ok");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_cheap_answer_is_escalated_and_recorded() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let answer = fleet
+        .route(json!({"task":"generate","prompt":"Write a long story about rivers.","difficulty":"simple",
+                      "max_tokens":1,"max_latency_ms":20000}))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let route = &answer.json["route"];
+    assert_eq!(route["rule"], "simple_cheap", "{route}");
+    let escalated = &route["escalated"];
+    assert_eq!(escalated["from"], route["model"], "{route}");
+    assert!(
+        escalated["reason"]
+            .as_str()
+            .unwrap()
+            .contains("token limit"),
+        "{escalated}"
+    );
+    let attempts = route["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{route}");
+    assert_ne!(attempts[1]["model"], attempts[0]["model"]);
+    let metrics = fleet
+        .http
+        .get(fleet.url("llm-router", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"llm_router_escalations_total{reason="truncated"} 1"#),
+        "{metrics}"
+    );
+    fleet.stop().await;
+}
+
+async fn fleet_with_budget(on_near: &str, limit: f64) -> (Fleet, tempfile::TempDir) {
+    let default = routing_core::policy::DEFAULT_POLICY;
+    let policy = default
+        .replace(
+            "# [[budgets.limit]]\n# tenant = \"*\"\n# daily_usd = 20.0\n# monthly_usd = 400.0",
+            &format!("[[budgets.limit]]\ntenant = \"acme\"\ndaily_usd = {limit}"),
+        )
+        .replace(
+            "on_near = \"downgrade\"",
+            &format!("on_near = \"{on_near}\""),
+        );
+    assert!(policy.contains("tenant = \"acme\""), "the policy changed");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, policy).unwrap();
+    let fleet = Fleet::start(FleetOptions {
+        env: BTreeMap::from([("POLICY_PATH".to_owned(), path.display().to_string())]),
+        ..FleetOptions::default()
+    })
+    .await;
+    (fleet, dir)
+}
+
+fn request(tenant: &str) -> serde_json::Value {
+    json!({"task":"generate","prompt":"hi","max_latency_ms":200,"tenant":tenant})
+}
+
+fn pinned(tenant: &str) -> serde_json::Value {
+    json!({"task":"generate","prompt":"hi","tenant":tenant,"model":"groq/llama-3.1-8b-instant"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_budget_cannot_cover_a_call_is_refused_and_others_are_not() {
+    // Routed freely, a tenant near its limit is sent to cheaper (in the end,
+    // free in-cluster) models; pinned to a paid one, it is refused once the
+    // expected cost no longer fits what is left.
+    const LIMIT: f64 = 0.00003;
+    let (fleet, _dir) = fleet_with_budget("allow", LIMIT).await;
+    let mut spent = 0.0;
+    let mut refused = None;
+    for _ in 0..40 {
+        let answer = fleet.route(pinned("acme")).await;
+        if answer.status != 200 {
+            refused = Some(answer);
+            break;
+        }
+        spent += answer.json["cost_usd"].as_f64().unwrap();
+    }
+    let refused = refused.expect("the budget gate closes");
+    assert_eq!(refused.status, 402, "{}", refused.json);
+    assert_eq!(refused.json["error"]["type"], "budget_exceeded");
+    assert!(
+        spent > 0.0 && spent <= LIMIT,
+        "refused after spending {spent} of {LIMIT}"
+    );
+    let rejected = refused.json["error"]["rejected"].as_array().unwrap();
+    assert!(
+        rejected.iter().any(|r| r["reason"]["kind"] == "budget"),
+        "{}",
+        refused.json
+    );
+    let other = fleet.route(pinned("globex")).await;
+    assert_eq!(other.status, 200, "{}", other.json);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_near_its_budget_is_downgraded_to_cheaper_models() {
+    let (fleet, _dir) = fleet_with_budget("downgrade", 0.00012).await;
+    let first = fleet.route(request("acme")).await;
+    assert_eq!(first.status, 200, "{}", first.json);
+    let full_price = first.json["cost_usd"].as_f64().unwrap();
+    let mut downgraded = None;
+    for _ in 0..40 {
+        let answer = fleet.route(request("acme")).await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+        if !answer.json["route"]["budget"].is_null() {
+            downgraded = Some(answer);
+            break;
+        }
+    }
+    let downgraded = downgraded.expect("the tenant nears its limit");
+    assert_eq!(
+        downgraded.json["route"]["budget"]["action"], "downgrade",
+        "{}",
+        downgraded.json
+    );
+    assert!(
+        downgraded.json["cost_usd"].as_f64().unwrap() <= full_price,
+        "{}",
+        downgraded.json
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinning_an_external_model_cannot_take_a_private_request_out() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let answer = fleet
+        .route(
+            json!({"task":"generate","prompt":"secret-pin-marker","private":true,
+                      "model":"groq/llama-3.1-8b-instant"}),
+        )
+        .await;
+    assert!(answer.status >= 400, "{}", answer.json);
+    assert!(!fleet.groq.stats().any_body_contains("secret-pin-marker"));
+    let rejected = answer.json["error"]["rejected"].as_array().unwrap();
+    assert!(
+        rejected.iter().any(|r| r["reason"]["kind"] == "private"),
+        "{}",
+        answer.json
+    );
+
+    // An unknown model is named as such.
+    let unknown = fleet
+        .route(json!({"task":"generate","prompt":"hi","model":"nobody/nothing"}))
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.json);
+    assert_eq!(unknown.json["error"]["param"], "model");
+    fleet.stop().await;
+}
