@@ -151,6 +151,14 @@ impl Fleet {
         for (name, _, variable) in OTHER_PROVIDERS {
             env_overrides.insert(variable.to_owned(), others[name].base_url());
         }
+        // The embed function's model, where scripts/fetch-model.sh puts it.
+        let model_dir = root.join("functions/embed/assets/model");
+        if model_dir.join("model.safetensors").exists() {
+            env_overrides.insert(
+                "EMBED_MODEL_DIR".to_owned(),
+                model_dir.display().to_string(),
+            );
+        }
         env_overrides.extend(options.env);
         let mut specs = FunctionSpec::from_stack(
             &stack,
