@@ -112,33 +112,15 @@ impl FunctionClient {
             .header(WATCHDOG_TIMEOUT_HEADER, format!("{}ms", timeout_ms.max(1)))
             .json(body)
             .timeout(timeout);
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                InvokeError::Timeout {
-                    function: function.to_owned(),
-                    timeout_ms,
-                }
-            } else {
-                InvokeError::Unreachable {
-                    function: function.to_owned(),
-                    message: error_chain(&e),
-                }
-            }
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(function, timeout_ms, &e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                InvokeError::Timeout {
-                    function: function.to_owned(),
-                    timeout_ms,
-                }
-            } else {
-                InvokeError::Unreachable {
-                    function: function.to_owned(),
-                    message: error_chain(&e),
-                }
-            }
-        })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(function, timeout_ms, &e))?;
         if !status.is_success() {
             return Err(failure(function, status, &bytes));
         }
@@ -165,19 +147,6 @@ impl FunctionClient {
         B: Serialize + ?Sized,
     {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let transport = move |function: &str, e: reqwest::Error| {
-            if e.is_timeout() {
-                InvokeError::Timeout {
-                    function: function.to_owned(),
-                    timeout_ms,
-                }
-            } else {
-                InvokeError::Unreachable {
-                    function: function.to_owned(),
-                    message: error_chain(&e),
-                }
-            }
-        };
         let response = self
             .http
             .post(self.function_url(function, path))
@@ -187,16 +156,21 @@ impl FunctionClient {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| transport(function, e))?;
+            .map_err(|e| transport_error(function, timeout_ms, &e))?;
         let status = response.status();
         if !status.is_success() {
-            let bytes = response.bytes().await.map_err(|e| transport(function, e))?;
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| transport_error(function, timeout_ms, &e))?;
             return Err(failure(function, status, &bytes));
         }
         let name = function.to_owned();
         let events = response.bytes_stream().eventsource().map(move |event| {
             let event = event.map_err(|e| match e {
-                eventsource_stream::EventStreamError::Transport(e) => transport(&name, e),
+                eventsource_stream::EventStreamError::Transport(e) => {
+                    transport_error(&name, timeout_ms, &e)
+                }
                 other => InvokeError::Decode {
                     function: name.clone(),
                     message: other.to_string(),
@@ -208,6 +182,21 @@ impl FunctionClient {
             })
         });
         Ok(Box::pin(events))
+    }
+}
+
+/// A call that got no (complete) answer: out of time, or unreachable.
+fn transport_error(function: &str, timeout_ms: u64, e: &reqwest::Error) -> InvokeError {
+    if e.is_timeout() {
+        InvokeError::Timeout {
+            function: function.to_owned(),
+            timeout_ms,
+        }
+    } else {
+        InvokeError::Unreachable {
+            function: function.to_owned(),
+            message: error_chain(e),
+        }
     }
 }
 
