@@ -11,7 +11,8 @@
 #   scripts/embed-coldstart.sh [RUNS]      # RUNS defaults to 7
 #
 # The model file is read from the page cache after the first run, as on a node
-# that has run the function before.
+# that has run the function before. RAYON_NUM_THREADS (compute threads)
+# defaults to stack.yml's 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,8 @@ MODEL_DIR="${MINILM_MODEL_DIR:-functions/embed/assets/model}"
 MODEL_DIR="$(cd "$MODEL_DIR" && pwd)"
 
 cargo build --release --locked -p embed
-echo "+ target/release/embed (EMBED_MODEL_DIR=$MODEL_DIR), $RUNS runs" >&2
+export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
+echo "+ RAYON_NUM_THREADS=$RAYON_NUM_THREADS EMBED_MODEL_DIR=$MODEL_DIR target/release/embed, $RUNS runs" >&2
 
 python3 - "$RUNS" "$MODEL_DIR" target/release/embed tests/fixtures/minilm/sentences.txt <<'PY'
 import http.client, json, os, socket, statistics, subprocess, sys, time
@@ -65,6 +67,7 @@ for run in range(runs):
         "LISTEN_ADDR": f"127.0.0.1:{port}",
         "EMBED_MODEL_DIR": model_dir,
         "RUST_LOG": "warn",
+        "RAYON_NUM_THREADS": os.environ["RAYON_NUM_THREADS"],
     }
     started = time.perf_counter()
     child = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
