@@ -76,6 +76,15 @@ impl BertConfig {
         if self.num_hidden_layers == 0 || self.type_vocab_size == 0 || self.vocab_size == 0 {
             return Err("num_hidden_layers, type_vocab_size and vocab_size must be over 0".into());
         }
+        // Far above this model's sizes; they keep tensor sizes from overflowing.
+        if self.vocab_size > 1 << 20
+            || self.max_position_embeddings > 1 << 16
+            || self.intermediate_size > 1 << 16
+            || self.num_hidden_layers > 256
+            || self.type_vocab_size > 1 << 10
+        {
+            return Err("a size is implausibly large for a BERT model".into());
+        }
         if self.max_position_embeddings < crate::MAX_TOKENS {
             return Err(format!(
                 "max_position_embeddings {} is under the {} tokens a text may have",
@@ -124,6 +133,9 @@ mod tests {
         let mut heads = minilm();
         heads.num_attention_heads = 5;
         assert!(heads.check().is_err());
+        let mut huge = minilm();
+        huge.vocab_size = usize::MAX;
+        assert!(huge.check().unwrap_err().contains("implausibly large"));
         let mut short = minilm();
         short.max_position_embeddings = 128;
         assert!(short.check().is_err());

@@ -141,7 +141,8 @@ impl MiniLm {
         let mut vectors = vec![Vec::new(); texts.len()];
         for pass in batching::plan(&token_counts) {
             let batch = pass.texts.len();
-            let len = pass.padded_len;
+            // Every text has at least [CLS] and [SEP]; max(1) only keeps chunks_exact sound.
+            let len = pass.padded_len.max(1);
             let mut flat_ids = Vec::with_capacity(batch * len);
             let mut mask = Vec::with_capacity(batch * len);
             for &i in &pass.texts {
