@@ -63,7 +63,7 @@ impl Handler for ProxyHandler {
             (&Method::POST, "/") => self.chat(req.body(), &cx.call_id).await,
             (&Method::GET, "/providers") => Ok(json_response(
                 StatusCode::OK,
-                &json!({ "providers": self.proxy.listing() }),
+                &json!({ "providers": self.proxy.listing(), "pools": self.proxy.pool_listing() }),
             )),
             (method, path) => Err(ProxyError::NotFound {
                 method: method.to_string(),

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod handler;
+mod pools;
 mod proxy;
 
 use std::process::ExitCode;

@@ -1,6 +1,7 @@
 //! Calls the provider named in a normalised request, meters the usage it
 //! reports and prices it from the catalogue.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use routing_core::api::{
 };
 use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR, Env};
 use routing_core::metrics::LlmMetrics;
+use routing_core::policy::PoolGuard;
 use routing_core::pricing::Catalogue;
 use routing_core::providers::{
     CallContext, ChatChunk, ChatRequest, Locality, Provider, ProviderError, Providers, Usage,
@@ -20,6 +22,8 @@ use routing_core::providers::{
 use routing_core::secrets::SecretStore;
 use serde::Serialize;
 use tokio::sync::mpsc;
+
+use crate::pools::{PoolListing, Pools};
 use tokio::time::Instant;
 
 /// `PROVIDER_TIMEOUT_MS`: the longest any provider call may take.
@@ -104,6 +108,7 @@ pub struct ProviderListing {
 /// The provider-proxy state.
 pub struct Proxy {
     providers: Providers,
+    pools: Pools,
     catalogue: Catalogue,
     metrics: LlmMetrics,
     max_timeout: Duration,
@@ -114,6 +119,7 @@ impl Proxy {
     pub fn new(env: &Env, registry: &Registry) -> Result<Self, String> {
         let secrets = SecretStore::new(env.get_or(ENV_SECRETS_DIR, DEFAULT_SECRETS_DIR));
         let http = routing_core::http::client().map_err(|e| e.to_string())?;
+        let pools = Pools::from_env(env, &secrets, &http)?;
         let providers = Providers::from_env(env, &secrets, http).map_err(|e| e.to_string())?;
         let catalogue = match env.get(ENV_PRICES_PATH) {
             Some(path) => {
@@ -128,6 +134,7 @@ impl Proxy {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             providers,
+            pools,
             catalogue,
             metrics: LlmMetrics::register(registry).map_err(|e| e.to_string())?,
             max_timeout: Duration::from_millis(max_timeout_ms),
@@ -203,12 +210,12 @@ impl Proxy {
         prepared: Prepared,
         call_id: &str,
     ) -> Result<ProxyResponse, ProxyError> {
-        let provider = self.provider(&prepared.provider)?;
         let started = Instant::now();
         let cx = CallContext {
             call_id,
             deadline: started + prepared.timeout,
         };
+        let (provider, _slot) = self.place(&prepared, &cx, started).await?;
         match provider.chat(&prepared.chat, &cx).await {
             Ok(answer) => {
                 let elapsed = started.elapsed();
@@ -237,10 +244,10 @@ impl Proxy {
         prepared: Prepared,
         call_id: &str,
     ) -> Result<mpsc::Receiver<Bytes>, ProxyError> {
-        let provider = self.provider(&prepared.provider)?;
         let started = Instant::now();
         let deadline = started + prepared.timeout;
         let cx = CallContext { call_id, deadline };
+        let (provider, slot) = self.place(&prepared, &cx, started).await?;
         let mut stream = match provider.chat_stream(&prepared.chat, &cx).await {
             Ok(stream) => stream,
             Err(error) => {
@@ -251,6 +258,8 @@ impl Proxy {
         let proxy = Arc::clone(self);
         let call_id = call_id.to_owned();
         tokio::spawn(async move {
+            // The pool slot is held until the stream ends.
+            let _slot = slot;
             while let Some(item) = stream.next().await {
                 let event = match item {
                     Ok(ChatChunk::Delta { text }) => ProxyStreamEvent::Delta { text },
@@ -289,6 +298,40 @@ impl Proxy {
             }
         });
         Ok(rx)
+    }
+
+    /// The client to call: the least busy replica when the provider is
+    /// pooled (waiting for a slot within the deadline), else the provider.
+    async fn place(
+        &self,
+        prepared: &Prepared,
+        cx: &CallContext<'_>,
+        started: Instant,
+    ) -> Result<(&Provider, Option<PoolGuard>), ProxyError> {
+        if !self.pools.contains(&prepared.provider) {
+            return Ok((self.provider(&prepared.provider)?, None));
+        }
+        match tokio::time::timeout_at(cx.deadline, self.pools.pick(&prepared.provider)).await {
+            Ok(Some((provider, guard))) => Ok((provider, Some(guard))),
+            Ok(None) => Err(ProxyError::Provider {
+                provider: prepared.provider.clone(),
+                error: ProviderError::NotConfigured {
+                    provider: prepared.provider.clone(),
+                    reason: "its pool has no usable replica".to_owned(),
+                },
+            }),
+            Err(_) => Err(self.meter_failure(
+                prepared,
+                started.elapsed(),
+                ProviderError::Timeout,
+                cx.call_id,
+            )),
+        }
+    }
+
+    /// Each pooled provider's replicas and their load.
+    pub fn pool_listing(&self) -> BTreeMap<String, PoolListing> {
+        self.pools.listing()
     }
 
     fn provider(&self, name: &str) -> Result<&Provider, ProxyError> {
