@@ -179,3 +179,53 @@ async fn provider_proxy_refuses_to_send_a_private_request_outside_the_cluster() 
     }
     fleet.stop().await;
 }
+
+/// Through llm-router: each provider kind is reached when the policy sends
+/// the request there (here by pinning a catalogue model), and the cost in
+/// the answer is the reported tokens times the catalogue price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_reaches_every_provider_kind_and_prices_it() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let pinned = [
+        ("ollama/local", "ollama", "llama3.2"),
+        ("groq/llama-3.1-8b-instant", "groq", "llama-3.1-8b-instant"),
+        ("openai/gpt-4o-mini", "openai", "gpt-4o-mini"),
+        ("vertex/gemini-2.5-flash", "vertex", "gemini-2.5-flash"),
+        ("gemini/gemini-2.5-flash", "gemini", "gemini-2.5-flash"),
+        (
+            "anthropic/claude-haiku-4-5",
+            "anthropic",
+            "claude-haiku-4-5",
+        ),
+        (
+            "bedrock/claude-haiku-4-5",
+            "bedrock",
+            "anthropic.claude-haiku-4-5-20251001-v1:0",
+        ),
+    ];
+    for (id, provider, model) in pinned {
+        let answer = fleet
+            .route(
+                json!({"task":"generate","prompt":format!("Hello {provider}"),
+                          "model":id,"max_latency_ms":30000,"max_tokens":2048}),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{id}: {}", answer.json);
+        assert_eq!(answer.json["provider"], provider, "{id}");
+        assert_eq!(answer.json["route"]["model"], id);
+        let expected = expected_cost(provider, model, &answer.json["usage"]).unwrap();
+        let cost = answer.json["cost_usd"].as_f64().unwrap();
+        assert!(
+            (cost - expected).abs() < 1e-12,
+            "{id}: {cost} vs {expected}"
+        );
+        assert!(
+            fleet
+                .emulator(provider)
+                .stats()
+                .any_body_contains(&format!("Hello {provider}")),
+            "{id}"
+        );
+    }
+    fleet.stop().await;
+}
