@@ -176,7 +176,9 @@ fn unknown_field_name(message: &str) -> Option<String> {
     rest.split('`').next().map(str::to_owned)
 }
 
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+/// Deserializes a string or an array of strings (`null` counts as absent),
+/// for `#[serde(deserialize_with = ...)]` on OpenAI-style `input` fields.
+pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     struct OneOrMany;
     impl<'de> de::Visitor<'de> for OneOrMany {
         type Value = Option<Vec<String>>;
@@ -193,7 +195,7 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D
             Ok(None)
         }
         fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
             while let Some(s) = seq.next_element::<String>()? {
                 out.push(s);
             }

@@ -1,7 +1,6 @@
 //! OpenAI's `POST /v1/embeddings`, in and out.
 
 use routing_core::api::{EmbedFunctionResponse, parse_json};
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::EmbedError;
@@ -14,7 +13,7 @@ pub struct EmbeddingsRequest {
     #[serde(default)]
     pub model: Option<String>,
     /// A string or an array of strings.
-    #[serde(default, deserialize_with = "one_or_many")]
+    #[serde(default, deserialize_with = "routing_core::api::one_or_many")]
     pub input: Option<Vec<String>>,
     /// Only `float` is served.
     #[serde(default)]
@@ -119,34 +118,6 @@ impl From<EmbedFunctionResponse> for EmbeddingsResponse {
             },
         }
     }
-}
-
-/// A string or an array of strings; `null` counts as absent.
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    struct OneOrMany;
-    impl<'de> Visitor<'de> for OneOrMany {
-        type Value = Option<Vec<String>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string or an array of strings")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(vec![v.to_owned()]))
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-            while let Some(item) = seq.next_element::<String>()? {
-                items.push(item);
-            }
-            Ok(Some(items))
-        }
-    }
-    d.deserialize_any(OneOrMany)
 }
 
 #[cfg(test)]
