@@ -18,6 +18,9 @@
 //! are read (the byte length itself is measured on the whole text), which
 //! bounds the cost per prompt whatever its size.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 /// Version of the feature definition; bump it whenever a feature changes.
 pub const FEATURE_VERSION: u32 = 2;
 
@@ -247,6 +250,27 @@ const HARD_CUES: &[&str] = &[
     "theorem",
     "vector",
 ];
+
+/// Each cue word with a bit per cue list it is in (in the order of the
+/// `log_*_cues` dense features).
+static CUES: LazyLock<HashMap<&'static str, u8>> = LazyLock::new(|| {
+    let mut map = HashMap::new();
+    for (slot, list) in [
+        CLASSIFY_CUES,
+        REASON_CUES,
+        GENERATE_CUES,
+        SIMPLE_CUES,
+        HARD_CUES,
+    ]
+    .iter()
+    .enumerate()
+    {
+        for word in *list {
+            *map.entry(*word).or_insert(0u8) |= 1 << slot;
+        }
+    }
+    map
+});
 
 /// The namespaces of hashed features; the tag byte keeps equal strings in
 /// different namespaces apart.
@@ -501,18 +525,11 @@ pub fn extract(text: &str) -> SparseFeatures {
             if n >= 9 {
                 long_words += 1;
             }
-            for (slot, list) in [
-                CLASSIFY_CUES,
-                REASON_CUES,
-                GENERATE_CUES,
-                SIMPLE_CUES,
-                HARD_CUES,
-            ]
-            .iter()
-            .enumerate()
-            {
-                if list.contains(&token) {
-                    cues[slot] += 1;
+            if let Some(mask) = CUES.get(token) {
+                for (slot, count) in cues.iter_mut().enumerate() {
+                    if mask & (1 << slot) != 0 {
+                        *count += 1;
+                    }
                 }
             }
             let mut h = Fnv::new(Namespace::Word);
@@ -676,10 +693,11 @@ fn char_grams(token: &str, out: &mut Bucketed) {
 fn gram_hash(chars: &[char]) -> Fnv {
     let mut h = Fnv::new(Namespace::Char4);
     let mut utf8 = [0u8; 4];
-    for c in chars {
-        let c = if c.is_ascii_digit() { '0' } else { *c };
-        for &b in c.encode_utf8(&mut utf8).as_bytes() {
-            h.byte(b);
+    for &c in chars {
+        if c.is_ascii() {
+            h.byte(if c.is_ascii_digit() { b'0' } else { c as u8 });
+        } else {
+            c.encode_utf8(&mut utf8).bytes().for_each(|b| h.byte(b));
         }
     }
     h
