@@ -8,11 +8,11 @@ use std::time::Duration;
 use fleet_tests::start_emulator;
 use futures_util::StreamExt;
 use provider_emulator::{Emulator, ProviderFlavor};
-use routing_core::env::Env;
-use routing_core::providers::{
+use providers::{
     CallContext, ChatChunk, ChatRequest, EmbedRequest, Message, ProviderError, Providers,
 };
-use routing_core::secrets::SecretStore;
+use routing_core::env::Env;
+use secrets::SecretStore;
 use tokio::time::Instant;
 
 /// name, flavor, base-URL variable, a model it serves.
@@ -112,7 +112,7 @@ async fn rig() -> Rig {
     let providers = Providers::from_env(
         &Env::from_pairs(env),
         &SecretStore::new(dir.path()),
-        routing_core::http::client().unwrap(),
+        http_client::client().unwrap(),
     )
     .unwrap();
     Rig {

@@ -6,11 +6,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_eventstream::Header;
+use aws_sigv4::{SigV4Error, SignableRequest};
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use rand::Rng;
-use routing_core::auth::sigv4::{self, SigV4Error, SignableRequest};
-use routing_core::eventstream::{self, Header};
 use serde_json::{Map, Value, json};
 
 use crate::clock::parse_amz_date;
@@ -180,7 +180,7 @@ fn check_auth(call: &Call) -> Option<Reply> {
             )),
         };
     }
-    let parsed = match sigv4::parse_authorization(authorization) {
+    let parsed = match aws_sigv4::parse_authorization(authorization) {
         Ok(p) => p,
         Err(_) => {
             return Some(forbidden(
@@ -227,7 +227,7 @@ fn check_auth(call: &Call) -> Option<Reply> {
         headers: &call.headers,
         body: &call.body,
     };
-    match sigv4::verify(
+    match aws_sigv4::verify(
         &request,
         &parsed,
         &aws.secret_access_key,
@@ -237,13 +237,13 @@ fn check_auth(call: &Call) -> Option<Reply> {
         Ok(()) => None,
         Err(SigV4Error::Expired) => {
             let sent = call.header("x-amz-date").unwrap_or_default();
-            let now = sigv4::format_amz_date(SystemTime::now());
-            let bound = sigv4::format_amz_date(SystemTime::now() - MAX_SKEW);
+            let now = aws_sigv4::format_amz_date(SystemTime::now());
+            let bound = aws_sigv4::format_amz_date(SystemTime::now() - MAX_SKEW);
             let past = parse_amz_date(sent).is_some_and(|t| t < crate::clock::unix_secs());
             let message = if past {
                 format!("Signature expired: {sent} is now earlier than {bound} ({now} - 5 min.)")
             } else {
-                let later = sigv4::format_amz_date(SystemTime::now() + MAX_SKEW);
+                let later = aws_sigv4::format_amz_date(SystemTime::now() + MAX_SKEW);
                 format!(
                     "Signature not yet current: {sent} is still later than {later} ({now} + 5 min.)"
                 )
@@ -478,11 +478,11 @@ fn exception_frame(kind: &str, payload: &Value) -> Bytes {
 }
 
 fn frame(headers: Vec<Header>, payload: Vec<u8>) -> Bytes {
-    let message = eventstream::Message {
+    let message = aws_eventstream::Message {
         headers,
         payload: Bytes::from(payload),
     };
-    match eventstream::encode(&message) {
+    match aws_eventstream::encode(&message) {
         Ok(bytes) => Bytes::from(bytes),
         Err(e) => {
             tracing::error!("event-stream encoding failed: {e}");

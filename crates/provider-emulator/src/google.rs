@@ -9,8 +9,8 @@
 //! array-wrapped too.
 
 use bytes::Bytes;
+use google_auth::verify_rs256;
 use http::{Method, Response, StatusCode};
-use routing_core::auth::google::verify_rs256;
 use serde_json::{Map, Value, json};
 
 use crate::clock::{rfc3339, unix_secs};
@@ -361,7 +361,7 @@ fn token_endpoint(call: &Call) -> Reply {
     let decoded = match verify_rs256(assertion, &sa.public_key_der) {
         Ok(decoded) => decoded,
         Err(_) => {
-            return if routing_core::auth::google::decode_jwt(assertion).is_ok() {
+            return if google_auth::decode_jwt(assertion).is_ok() {
                 oauth_error("invalid_grant", "Invalid JWT Signature.")
             } else {
                 oauth_error("invalid_grant", "Invalid JWT: Unable to parse the JWT.")

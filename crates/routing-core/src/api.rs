@@ -4,7 +4,7 @@
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-use crate::providers::{FinishReason, Message, Role, Usage};
+use crate::chat::{FinishReason, Message, Role, Usage};
 use crate::task::{Difficulty, Task};
 
 /// Budget assumed when the caller declares none.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::providers::Usage;
+use crate::chat::Usage;
 
 /// The catalogue shipped with the fleet.
 pub const DEFAULT_CATALOGUE: &str = include_str!("../config/prices.toml");

@@ -1,11 +1,11 @@
 //! Cheap-first escalation: the answer checks and the escalation target a
 //! decision carries.
 
+use routing_core::chat::{FinishReason, Locality};
 use routing_core::policy::{
     BudgetView, EscalationCheck, EscalationReason, LiveStats, Policy, SelectionInput,
     needs_escalation,
 };
-use routing_core::providers::{FinishReason, Locality};
 use routing_core::{Difficulty, Task};
 
 #[test]

@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use policy_common::*;
 use proptest::prelude::*;
+use routing_core::chat::Locality;
 use routing_core::policy::{
     BreakerState, BudgetLevel, BudgetStore, BudgetTracker, BudgetView, LiveConfig, LiveStats,
     ManualClock, OnBudget, Policy, SelectionInput,
 };
-use routing_core::providers::Locality;
 
 fn builtin() -> Policy {
     Policy::builtin().expect("the built-in policy is valid")

@@ -3,13 +3,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use routing_core::chat::Locality;
 use routing_core::env::Env;
 use routing_core::policy::{
     BudgetStore, BudgetTracker, BudgetView, LiveStats, OnBudget, Policy, RejectReason,
     SelectionInput, Target,
 };
 use routing_core::pricing::Catalogue;
-use routing_core::providers::Locality;
 use routing_core::{Difficulty, Task};
 
 fn policy() -> Policy {

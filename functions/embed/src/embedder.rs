@@ -4,8 +4,8 @@
 
 use prometheus::{IntCounterVec, Opts, Registry};
 use routing_core::api::EmbedFunctionResponse;
+use routing_core::chat::Usage;
 use routing_core::env::Env;
-use routing_core::providers::Usage;
 
 use crate::config::{BackendConfig, EmbedConfig};
 use crate::error::EmbedError;

@@ -1,7 +1,7 @@
 //! Why an embeddings request failed, and the JSON error it answers with.
 
+use providers::ProviderError;
 use routing_core::api::{ErrorDetail, InvalidRequest};
-use routing_core::providers::ProviderError;
 
 /// A failed embeddings request.
 #[derive(Debug, thiserror::Error)]

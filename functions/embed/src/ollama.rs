@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use providers::{CallContext, EmbedRequest, Locality, ProviderError, Providers};
 use routing_core::api::EmbedFunctionResponse;
 use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR, Env};
-use routing_core::providers::{CallContext, EmbedRequest, Locality, ProviderError, Providers};
-use routing_core::secrets::SecretStore;
+use secrets::SecretStore;
 use tokio::time::Instant;
 
 use crate::error::EmbedError;
@@ -24,7 +24,7 @@ impl OllamaBackend {
     /// Builds the client; refuses an Ollama that is not configured as in-cluster.
     pub fn new(env: &Env, model: String, timeout: Duration) -> Result<Self, String> {
         let secrets = SecretStore::new(env.get_or(ENV_SECRETS_DIR, DEFAULT_SECRETS_DIR));
-        let http = routing_core::http::client().map_err(|e| e.to_string())?;
+        let http = http_client::client().map_err(|e| e.to_string())?;
         let providers = Providers::from_env(env, &secrets, http).map_err(|e| e.to_string())?;
         match providers.get(PROVIDER) {
             Some(p) if p.locality() == Locality::InCluster => {}

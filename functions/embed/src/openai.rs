@@ -123,7 +123,7 @@ impl From<EmbedFunctionResponse> for EmbeddingsResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use routing_core::providers::Usage;
+    use routing_core::chat::Usage;
 
     fn serves(name: &str) -> bool {
         name == "all-MiniLM-L6-v2"

@@ -1,8 +1,8 @@
 //! Why a routed request failed, and the status and JSON body it answers with.
 
+use gateway_client::InvokeError;
 use http::StatusCode;
 use routing_core::api::{ErrorDetail, InvalidRequest};
-use routing_core::gateway::InvokeError;
 use routing_core::policy::NoRoute;
 
 /// A failed routed request.

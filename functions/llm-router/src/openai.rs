@@ -7,7 +7,7 @@
 use http::HeaderMap;
 use routing_core::Task;
 use routing_core::api::{InvalidRequest, RouteResponse};
-use routing_core::providers::{FinishReason, Message, Role, Usage};
+use routing_core::chat::{FinishReason, Message, Role, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -6,18 +6,18 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use gateway_client::{EventStream, FunctionClient, InvokeError};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use routing_core::api::{
     Attempt, ClassifyRequest, ClassifyResponse, EmbedFunctionRequest, EmbedFunctionResponse,
     Escalated, ProxyRequest, ProxyResponse, RouteExplanation, RouteResponse, ValidRequest,
 };
+use routing_core::chat::{FinishReason, Usage};
 use routing_core::env::Env;
-use routing_core::gateway::{EventStream, FunctionClient, InvokeError};
 use routing_core::policy::{
     BudgetStore, BudgetTracker, BudgetView, Decision, LiveStats, ModelEntry, Policy, PolicyWatcher,
     SelectionInput, Target, estimate_tokens, needs_escalation,
 };
-use routing_core::providers::{FinishReason, Usage};
 use routing_core::{Difficulty, Task, classifier};
 use tokio::time::Instant;
 
@@ -105,7 +105,7 @@ struct Answer {
 impl Router {
     /// Builds the router from environment variables and registers its metrics.
     pub fn new(env: &Env, registry: &Registry) -> Result<Self, String> {
-        let http = routing_core::http::client().map_err(|e| e.to_string())?;
+        let http = http_client::client().map_err(|e| e.to_string())?;
         let classify_timeout_ms = env
             .parse_or(ENV_CLASSIFY_TIMEOUT_MS, DEFAULT_CLASSIFY_TIMEOUT_MS)
             .map_err(|e| e.to_string())?;

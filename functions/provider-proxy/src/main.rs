@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod handler;
+mod metrics;
 mod pools;
 mod proxy;
 

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use providers::{Locality, Provider, Providers};
 use routing_core::env::Env;
 use routing_core::policy::{PickStrategy, Pool, PoolConfig, PoolGuard};
-use routing_core::providers::{Locality, Provider, Providers};
-use routing_core::secrets::SecretStore;
+use secrets::SecretStore;
 use serde::Serialize;
 
 /// The providers that may be pooled, with their base-URL variable.

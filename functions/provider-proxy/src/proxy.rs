@@ -5,21 +5,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::LlmMetrics;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use prometheus::Registry;
+use providers::{
+    CallContext, ChatChunk, ChatRequest, Locality, Provider, ProviderError, Providers, Usage,
+};
 use routing_core::Task;
 use routing_core::api::{
     ErrorDetail, InvalidRequest, ProxyRequest, ProxyResponse, ProxyStreamEvent, parse_json,
 };
 use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR, Env};
-use routing_core::metrics::LlmMetrics;
 use routing_core::policy::PoolGuard;
 use routing_core::pricing::Catalogue;
-use routing_core::providers::{
-    CallContext, ChatChunk, ChatRequest, Locality, Provider, ProviderError, Providers, Usage,
-};
-use routing_core::secrets::SecretStore;
+use secrets::SecretStore;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -118,7 +118,7 @@ impl Proxy {
     /// Reads providers, secrets and prices; registers metrics.
     pub fn new(env: &Env, registry: &Registry) -> Result<Self, String> {
         let secrets = SecretStore::new(env.get_or(ENV_SECRETS_DIR, DEFAULT_SECRETS_DIR));
-        let http = routing_core::http::client().map_err(|e| e.to_string())?;
+        let http = http_client::client().map_err(|e| e.to_string())?;
         let pools = Pools::from_env(env, &secrets, &http)?;
         let providers = Providers::from_env(env, &secrets, http).map_err(|e| e.to_string())?;
         let catalogue = match env.get(ENV_PRICES_PATH) {

@@ -1,10 +1,10 @@
 use std::time::{Duration, SystemTime};
 
+use aws_eventstream::{Message, MessageDecoder};
+use aws_sigv4::{SignableRequest, SigningParams};
 use http::HeaderMap;
 use provider_emulator::{ClientSecrets, Emulator, ProviderFlavor};
-use routing_core::auth::sigv4::{self, SignableRequest, SigningParams};
-use routing_core::eventstream::{Message, MessageDecoder};
-use routing_core::secrets::Secret;
+use secrets::Secret;
 use serde_json::{Value, json};
 
 use crate::common::{client, read_all, start_with_secrets};
@@ -29,12 +29,12 @@ fn signed_request(
     let mut headers = HeaderMap::new();
     headers.insert("host", emu.local_addr().to_string().parse().unwrap());
     headers.insert("content-type", "application/json".parse().unwrap());
-    let creds = sigv4::Credentials {
+    let creds = aws_sigv4::Credentials {
         access_key_id: secrets.get("aws-access-key-id").unwrap().to_owned(),
         secret_access_key: Secret::new(secrets.get("aws-secret-access-key").unwrap()),
         session_token: None,
     };
-    let signed = sigv4::sign(
+    let signed = aws_sigv4::sign(
         &SignableRequest {
             method: "POST",
             path,

@@ -1,7 +1,7 @@
 //! Every fault, on every provider, over HTTP: the provider's own status.
 
+use google_auth::{GoogleAuth, ServiceAccountKey, TokenSource};
 use provider_emulator::{ClientSecrets, Emulator, Fault, LatencyModel, ProviderFlavor};
-use routing_core::auth::google::{GoogleAuth, ServiceAccountKey, TokenSource};
 use serde_json::{Value, json};
 
 use crate::common::{client, read_all, start_with_secrets};

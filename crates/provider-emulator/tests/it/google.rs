@@ -1,9 +1,9 @@
 use std::time::SystemTime;
 
-use provider_emulator::{Emulator, ProviderFlavor, TestServiceAccount};
-use routing_core::auth::google::{
+use google_auth::{
     CLOUD_PLATFORM_SCOPE, GoogleAuth, GoogleAuthError, ServiceAccountKey, TokenSource,
 };
+use provider_emulator::{Emulator, ProviderFlavor, TestServiceAccount};
 use serde_json::{Value, json};
 
 use crate::common::{client, read_all, start_with_secrets};

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::providers::Locality;
+use crate::chat::Locality;
 use crate::task::{Difficulty, Task};
 
 /// Which function carries out a route.

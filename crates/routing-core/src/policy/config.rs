@@ -12,8 +12,8 @@ use super::catalogue::{LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Qualit
 use super::escalation::EscalationCheck;
 use super::live::LiveConfig;
 use super::pool::PoolConfig;
+use crate::chat::Locality;
 use crate::pricing::Catalogue;
-use crate::providers::Locality;
 use crate::task::{Difficulty, Task};
 
 /// How much quality, expected cost and expected latency count when ranking

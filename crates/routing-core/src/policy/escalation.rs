@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::providers::FinishReason;
+use crate::chat::FinishReason;
 
 /// When an answer fails and the request is escalated (the policy file's
 /// `[escalation.NAME]` tables).

@@ -13,7 +13,7 @@ use super::config::{Compiled, LatencyMiss, Rank, Rule, Weights};
 use super::escalation::EscalationCheck;
 use super::live::{BreakerState, LiveStats};
 use crate::api::RouteExplanation;
-use crate::providers::Locality;
+use crate::chat::Locality;
 use crate::task::{Difficulty, Task};
 
 /// What a request asks of the policy.

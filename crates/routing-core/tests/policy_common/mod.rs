@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use proptest::prelude::*;
+use routing_core::chat::Locality;
 use routing_core::policy::{LiveStats, ModelEntry, SelectionInput};
-use routing_core::providers::Locality;
 use routing_core::{Difficulty, Task};
 
 /// Expected output tokens per task, as the generated policies declare them.

@@ -12,7 +12,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::transport::transport_error;
 use super::{ChatChunk, ChatStream, ProviderError};
-use crate::eventstream::{Message, MessageDecoder};
+use aws_eventstream::{Message, MessageDecoder};
 
 /// A stream that sends nothing for this long is abandoned with
 /// [`ProviderError::Timeout`] (keep-alive comments and pings count as
@@ -234,7 +234,7 @@ pub mod testing {
     //! Helpers to run decoders over byte chunks in tests.
 
     use super::*;
-    use crate::providers::{FinishReason, Usage};
+    use crate::{FinishReason, Usage};
 
     /// What a stream produced.
     #[derive(Debug, Clone, PartialEq)]
@@ -311,7 +311,7 @@ pub mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
-    use crate::providers::{FinishReason, Usage};
+    use crate::{FinishReason, Usage};
 
     struct Lines(Vec<String>, bool);
 
@@ -432,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_frame_cut_inside_an_event_stream_is_a_transport_error() {
-        let frame = crate::eventstream::encode(&Message::default()).unwrap();
+        let frame = aws_eventstream::encode(&Message::default()).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

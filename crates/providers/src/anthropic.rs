@@ -16,7 +16,7 @@ use super::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
     FinishReason, ProviderError, Role, Usage, classify, retry_after,
 };
-use crate::secrets::Secret;
+use secrets::Secret;
 
 /// The protocol name.
 pub const PROVIDER_TYPE: &str = "anthropic";
@@ -476,7 +476,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
-            "{}/tests/fixtures/providers/anthropic/{name}",
+            "{}/tests/fixtures/anthropic/{name}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()

@@ -23,7 +23,6 @@ pub mod openai;
 mod retry_after;
 mod stream;
 mod transport;
-mod types;
 #[cfg(test)]
 mod wire_tests;
 
@@ -35,11 +34,11 @@ use tracing::Instrument as _;
 
 pub use config::{ProviderConfigError, Providers, env_vars, secret_names};
 pub use error::ProviderError;
-pub use stream::STREAM_IDLE_TIMEOUT;
-pub use types::{
+pub use routing_core::chat::{
     ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason, Locality,
     Message, Role, Usage,
 };
+pub use stream::STREAM_IDLE_TIMEOUT;
 
 /// Per-call context: an id for logs and the instant by which the whole call
 /// (including reading a stream to its end) must be over.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
-use crate::providers::Usage;
-use crate::task::Task;
+use routing_core::Task;
+use routing_core::chat::Usage;
 
 /// Counters and histograms for calls to LLM providers.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use http::{HeaderMap, Method, StatusCode};
 use tokio::time::{Instant, timeout_at};
 
 use super::ProviderError;
-use crate::secrets::Secret;
+use secrets::Secret;
 
 /// A fully built request: what the pure builders return and the thin
 /// senders send.
@@ -187,7 +187,7 @@ pub fn join_url(base: &str, path: &str) -> String {
 
 /// Percent-encodes a path segment (everything but RFC 3986 unreserved).
 pub fn encode_path_segment(segment: &str) -> String {
-    crate::auth::sigv4::uri_encode(segment)
+    aws_sigv4::uri_encode(segment)
 }
 
 /// A short, single-line excerpt of a body for error messages.

@@ -19,7 +19,7 @@ pub use token::{AccessToken, REFRESH_THRESHOLD, TokenCache, parse_token_response
 
 use std::time::SystemTime;
 
-use crate::secrets::Secret;
+use secrets::Secret;
 
 /// The OAuth2 scope Vertex AI needs.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";

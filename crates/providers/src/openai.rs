@@ -18,7 +18,7 @@ use super::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
     FinishReason, Locality, ProviderError, Role, Usage, classify, retry_after,
 };
-use crate::secrets::Secret;
+use secrets::Secret;
 
 /// The protocol name.
 pub const PROVIDER_TYPE: &str = "openai_compatible";
@@ -635,7 +635,7 @@ mod tests {
 
     fn fixture(provider: &str, name: &str) -> Vec<u8> {
         std::fs::read(format!(
-            "{}/tests/fixtures/providers/{provider}/{name}",
+            "{}/tests/fixtures/{provider}/{name}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()

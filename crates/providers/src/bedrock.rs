@@ -18,9 +18,9 @@ use super::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
     FinishReason, ProviderError, Role, Usage, classify,
 };
-use crate::auth::sigv4::{self, SignableRequest, SigningParams};
-use crate::eventstream::Message as Frame;
-use crate::secrets::Secret;
+use aws_eventstream::Message as Frame;
+use aws_sigv4::{SignableRequest, SigningParams};
+use secrets::Secret;
 
 /// The protocol name.
 pub const PROVIDER_TYPE: &str = "bedrock";
@@ -33,7 +33,7 @@ pub const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
 #[derive(Debug, Clone)]
 pub enum BedrockAuth {
     /// SigV4 with access keys (and an optional session token).
-    SigV4(sigv4::Credentials),
+    SigV4(aws_sigv4::Credentials),
     /// A Bedrock API key sent as `Authorization: Bearer`.
     Bearer(Secret),
 }
@@ -230,7 +230,7 @@ pub fn authorize(
                     reason: "the base URL host is not a valid header".to_owned(),
                 })?,
             );
-            let signed = sigv4::sign(
+            let signed = aws_sigv4::sign(
                 &SignableRequest {
                     method: request.method().as_str(),
                     path: request.uri().path(),
@@ -257,13 +257,16 @@ pub fn authorize(
                 })
             };
             headers.insert(
-                HeaderName::from_static(sigv4::X_AMZ_DATE),
+                HeaderName::from_static(aws_sigv4::X_AMZ_DATE),
                 header(&signed.x_amz_date)?,
             );
             if let Some(token) = &signed.x_amz_security_token {
                 let mut value = header(token.expose())?;
                 value.set_sensitive(true);
-                headers.insert(HeaderName::from_static(sigv4::X_AMZ_SECURITY_TOKEN), value);
+                headers.insert(
+                    HeaderName::from_static(aws_sigv4::X_AMZ_SECURITY_TOKEN),
+                    value,
+                );
             }
             let mut value = header(&signed.authorization)?;
             value.set_sensitive(true);
@@ -666,7 +669,7 @@ mod tests {
     use super::super::Message;
     use super::super::stream::testing::*;
     use super::*;
-    use crate::eventstream::{Header, encode};
+    use aws_eventstream::{Header, encode};
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -675,14 +678,14 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
-            "{}/tests/fixtures/providers/bedrock/{name}",
+            "{}/tests/fixtures/bedrock/{name}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()
     }
 
     fn sigv4(token: Option<&str>) -> BedrockAuth {
-        BedrockAuth::SigV4(sigv4::Credentials {
+        BedrockAuth::SigV4(aws_sigv4::Credentials {
             access_key_id: AKID.into(),
             secret_access_key: Secret::new(SECRET),
             session_token: token.map(Secret::new),
@@ -701,7 +704,7 @@ mod tests {
 
     #[test]
     fn builds_the_reference_signed_converse_request() {
-        let now = sigv4::parse_amz_date("20250101T000000Z").unwrap();
+        let now = aws_sigv4::parse_amz_date("20250101T000000Z").unwrap();
         let r = build_converse_request(
             "bedrock",
             "https://bedrock-runtime.us-east-1.amazonaws.com",
@@ -732,7 +735,7 @@ mod tests {
 
     #[test]
     fn a_signed_request_verifies_like_an_emulator_would() {
-        let now = sigv4::parse_amz_date("20250101T000000Z").unwrap();
+        let now = aws_sigv4::parse_amz_date("20250101T000000Z").unwrap();
         let r = build_converse_request(
             "bedrock",
             "http://127.0.0.1:9911",
@@ -747,7 +750,7 @@ mod tests {
         let mut received = r.headers().clone();
         received.insert(HOST, HeaderValue::from_static("127.0.0.1:9911"));
         let auth =
-            sigv4::parse_authorization(r.headers()["authorization"].to_str().unwrap()).unwrap();
+            aws_sigv4::parse_authorization(r.headers()["authorization"].to_str().unwrap()).unwrap();
         assert!(
             auth.signed_headers
                 .contains(&"x-amz-security-token".to_owned())
@@ -760,7 +763,7 @@ mod tests {
             body: r.body(),
         };
         assert_eq!(
-            sigv4::verify(&req, &auth, SECRET, now, Duration::from_secs(300)),
+            aws_sigv4::verify(&req, &auth, SECRET, now, Duration::from_secs(300)),
             Ok(())
         );
     }

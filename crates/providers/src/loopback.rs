@@ -143,8 +143,8 @@ impl TempSecrets {
     }
 
     /// A store reading the folder.
-    pub fn store(&self) -> crate::secrets::SecretStore {
-        crate::secrets::SecretStore::new(&self.0)
+    pub fn store(&self) -> secrets::SecretStore {
+        secrets::SecretStore::new(&self.0)
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::GoogleAuthError;
-use crate::secrets::Secret;
+use secrets::Secret;
 
 /// Refresh when less than this much validity is left (google-auth's
 /// `REFRESH_THRESHOLD`).

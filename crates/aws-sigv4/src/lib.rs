@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use aws_lc_rs::{digest, hmac};
 use http::HeaderMap;
 
-use crate::secrets::Secret;
+use secrets::Secret;
 
 /// The only algorithm this module speaks.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";

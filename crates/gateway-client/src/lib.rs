@@ -11,8 +11,8 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{ErrorBody, ErrorDetail, ProxyStreamEvent};
-use crate::env::{DEFAULT_GATEWAY_URL, ENV_GATEWAY_URL, Env};
+use routing_core::api::{ErrorBody, ErrorDetail, ProxyStreamEvent};
+use routing_core::env::{DEFAULT_GATEWAY_URL, ENV_GATEWAY_URL, Env};
 
 /// The header that carries the call id through the fleet.
 pub const CALL_ID_HEADER: &str = "X-Call-Id";

@@ -202,7 +202,7 @@ mod tests {
     fn fixture() -> String {
         std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/providers/vertex/service-account.json"
+            "/tests/fixtures/service-account.json"
         ))
         .unwrap()
     }

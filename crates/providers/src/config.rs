@@ -14,10 +14,9 @@ use super::google::{self, Gemini};
 use super::ollama::Ollama;
 use super::openai::{Flavor, OpenAiCompatible};
 use super::{Locality, Provider};
-use crate::auth::google::{GoogleAuth, ServiceAccountKey, TokenSource, metadata_base_url};
-use crate::auth::sigv4;
-use crate::env::{Env, EnvError};
-use crate::secrets::{Secret, SecretError, SecretStore};
+use google_auth::{GoogleAuth, ServiceAccountKey, TokenSource, metadata_base_url};
+use routing_core::env::{Env, EnvError};
+use secrets::{Secret, SecretError, SecretStore};
 
 /// Names of the environment variables read here.
 pub mod env_vars {
@@ -48,7 +47,7 @@ pub mod env_vars {
     /// `true` to take Vertex tokens from the metadata server.
     pub const VERTEX_USE_METADATA: &str = "VERTEX_USE_METADATA";
     /// The metadata server host (host[:port] or URL).
-    pub const GCE_METADATA_HOST: &str = crate::auth::google::ENV_GCE_METADATA_HOST;
+    pub const GCE_METADATA_HOST: &str = google_auth::ENV_GCE_METADATA_HOST;
     /// The Gemini Developer API's base URL.
     pub const GEMINI_BASE_URL: &str = "GEMINI_BASE_URL";
     /// Anthropic's base URL.
@@ -208,7 +207,7 @@ fn bedrock_auth(secrets: &SecretStore) -> Result<BedrockAuth, String> {
     let akid = optional(secrets, sn::AWS_ACCESS_KEY_ID)?;
     let secret = optional(secrets, sn::AWS_SECRET_ACCESS_KEY)?;
     match (akid, secret) {
-        (Some(akid), Some(secret)) => Ok(BedrockAuth::SigV4(sigv4::Credentials {
+        (Some(akid), Some(secret)) => Ok(BedrockAuth::SigV4(aws_sigv4::Credentials {
             access_key_id: akid.expose().to_owned(),
             secret_access_key: secret,
             session_token: optional(secrets, sn::AWS_SESSION_TOKEN)?,
@@ -530,7 +529,7 @@ mod tests {
     fn vertex_reads_the_service_account_and_its_overrides() {
         let sa = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/providers/vertex/service-account.json"
+            "/tests/fixtures/vertex/service-account.json"
         ))
         .unwrap();
         let secrets = TempSecrets::new("vertex-sa", &[("vertex-service-account", &sa)]);

@@ -21,8 +21,8 @@ use super::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
     FinishReason, ProviderError, ProviderKind, Role, Usage, classify, retry_after,
 };
-use crate::auth::google::{GoogleAuth, GoogleAuthError};
-use crate::secrets::Secret;
+use google_auth::{GoogleAuth, GoogleAuthError};
+use secrets::Secret;
 
 /// The protocol name.
 pub const PROVIDER_TYPE: &str = "google";
@@ -898,7 +898,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
-            "{}/tests/fixtures/providers/gemini/{name}",
+            "{}/tests/fixtures/gemini/{name}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()

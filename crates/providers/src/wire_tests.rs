@@ -13,13 +13,12 @@ use super::{
     CallContext, ChatChunk, ChatRequest, EmbedRequest, FinishReason, Message, ProviderError,
     Providers, Usage, env_vars,
 };
-use crate::auth::google::{ServiceAccountKey, verify_rs256};
-use crate::auth::sigv4;
-use crate::env::Env;
+use google_auth::{ServiceAccountKey, verify_rs256};
+use routing_core::env::Env;
 
 fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(format!(
-        "{}/tests/fixtures/providers/{path}",
+        "{}/tests/fixtures/{path}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
@@ -46,7 +45,7 @@ fn providers(env: &[(&str, &str)], secrets: &TempSecrets) -> Providers {
     Providers::from_env(
         &Env::from_pairs(env.iter().copied()),
         &secrets.store(),
-        crate::http::client().unwrap(),
+        http_client::client().unwrap(),
     )
     .unwrap()
 }
@@ -130,7 +129,7 @@ fn verify_sigv4(request: &Received) -> bool {
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| sigv4::parse_authorization(v).ok())
+        .and_then(|v| aws_sigv4::parse_authorization(v).ok())
     else {
         return false;
     };
@@ -138,7 +137,7 @@ fn verify_sigv4(request: &Received) -> bool {
         .target
         .split_once('?')
         .unwrap_or((&request.target, ""));
-    let signable = sigv4::SignableRequest {
+    let signable = aws_sigv4::SignableRequest {
         method: &request.method,
         path,
         query,
@@ -147,7 +146,7 @@ fn verify_sigv4(request: &Received) -> bool {
     };
     auth.access_key_id == "AKIDWIRE"
         && auth.service == "bedrock"
-        && sigv4::verify(
+        && aws_sigv4::verify(
             &signable,
             &auth,
             "wire-secret",

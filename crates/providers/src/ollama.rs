@@ -377,7 +377,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
-            "{}/tests/fixtures/providers/ollama/{name}",
+            "{}/tests/fixtures/ollama/{name}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()
