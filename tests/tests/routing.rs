@@ -43,7 +43,24 @@ async fn dry_run_explains_the_decision_without_calling_a_model() {
     for rejected in route["rejected"].as_array().unwrap() {
         assert!(rejected["reason"]["kind"].is_string(), "{rejected}");
     }
+    // The score the difficulty tier was cut from is shown, for evaluation.
+    let needs_strong = route["needs_strong"].as_f64().expect("needs_strong");
+    assert!((0.0..=1.0).contains(&needs_strong), "{route}");
     assert_eq!(model_calls(&fleet), 0);
+
+    // A declared difficulty is routed as declared: no score to show.
+    let declared = fleet
+        .http
+        .post(fleet.url("llm-router", "/dry-run"))
+        .body(json!({"task":"reason","difficulty":"hard","prompt":"Prove that there are infinitely many primes.","max_latency_ms":3000}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let declared: serde_json::Value = declared.json().await.unwrap();
+    assert!(
+        declared["route"].get("needs_strong").is_none(),
+        "{declared}"
+    );
 
     // A real call carries the same explanation, plus what was tried.
     let answer = fleet

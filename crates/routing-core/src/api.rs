@@ -381,6 +381,11 @@ pub struct RouteExplanation {
     /// model answered instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated: Option<Escalated>,
+    /// The classifier's probability that the prompt needs the strong model,
+    /// the score its difficulty tier was cut from; absent when the caller
+    /// declared the difficulty or no trained model answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_strong: Option<f32>,
 }
 
 /// One call made for a request.

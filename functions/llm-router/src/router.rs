@@ -61,6 +61,8 @@ pub struct Plan {
     pub difficulty: Option<Difficulty>,
     /// How the task and difficulty were decided, when not declared.
     pub classification: Option<String>,
+    /// The classifier's needs-strong probability, when it judged the prompt.
+    pub needs_strong: Option<f32>,
     /// The policy's decision.
     pub decision: Decision,
     /// When the caller's latency budget runs out.
@@ -71,11 +73,34 @@ impl Plan {
     /// The decision as the caller sees it.
     pub fn explanation(&self) -> RouteExplanation {
         let mut explanation = self.decision.explanation();
+        explanation.needs_strong = self.needs_strong;
         if let Some(note) = &self.classification {
             explanation.reason.push_str("; ");
             explanation.reason.push_str(note);
         }
         explanation
+    }
+}
+
+/// The task and difficulty a request is routed for, and how they were decided.
+struct Classified {
+    task: Task,
+    difficulty: Option<Difficulty>,
+    confidence: Option<f32>,
+    needs_strong: Option<f32>,
+    note: Option<String>,
+}
+
+impl Classified {
+    /// Declared by the caller: nothing was judged.
+    fn declared(task: Task, difficulty: Option<Difficulty>) -> Self {
+        Self {
+            task,
+            difficulty,
+            confidence: None,
+            needs_strong: None,
+            note: None,
+        }
     }
 }
 
@@ -167,8 +192,13 @@ impl Router {
     /// Decides task, difficulty and model for a validated request.
     pub async fn plan(&self, request: ValidRequest, call: &Call<'_>) -> Result<Plan, RouterError> {
         let deadline = call.received_at + Duration::from_millis(request.max_latency_ms);
-        let (task, difficulty, confidence, classification) =
-            self.classify(&request, call, deadline).await;
+        let Classified {
+            task,
+            difficulty,
+            confidence,
+            needs_strong,
+            note: classification,
+        } = self.classify(&request, call, deadline).await;
         let mut input = SelectionInput::new(task, request.max_latency_ms, request.private);
         input.difficulty = difficulty;
         input.confidence = confidence;
@@ -197,6 +227,7 @@ impl Router {
             task,
             difficulty,
             classification,
+            needs_strong,
             decision,
             deadline,
         })
@@ -210,10 +241,10 @@ impl Router {
         request: &ValidRequest,
         call: &Call<'_>,
         deadline: Instant,
-    ) -> (Task, Option<Difficulty>, Option<f32>, Option<String>) {
+    ) -> Classified {
         match (request.task, request.difficulty) {
-            (Some(Task::Embed), _) => return (Task::Embed, None, None, None),
-            (Some(task), Some(difficulty)) => return (task, Some(difficulty), None, None),
+            (Some(Task::Embed), _) => return Classified::declared(Task::Embed, None),
+            (Some(task), Some(difficulty)) => return Classified::declared(task, Some(difficulty)),
             _ => {}
         }
         let text = request.classification_text();
@@ -262,7 +293,16 @@ impl Router {
                 verdict.confidence
             )
         };
-        (task, Some(difficulty), Some(verdict.confidence), Some(note))
+        Classified {
+            task,
+            difficulty: Some(difficulty),
+            confidence: Some(verdict.confidence),
+            // A declared difficulty is routed as declared, whatever the score.
+            needs_strong: verdict
+                .needs_strong
+                .filter(|_| request.difficulty.is_none()),
+            note: Some(note),
+        }
     }
 
     /// Runs a plan: the primary model, then the fallbacks while time remains,
