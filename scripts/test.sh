@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all --check
+# The routing evaluation's metrics on synthetic data (no fleet; about a second).
+python3 -m unittest discover -s scripts -p 'test_eval_routing.py'
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 scripts/shrinkwrap-check.sh
