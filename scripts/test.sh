@@ -9,6 +9,12 @@ cargo fmt --all --check
 # The routing evaluation's metrics on synthetic data (no fleet; about a second).
 python3 -m unittest discover -s scripts -p 'test_eval_routing.py'
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Licences, banned crates (no OpenSSL, no ring) and sources, as deny.toml says.
+if command -v cargo-deny >/dev/null; then
+    cargo deny --offline check licenses bans sources
+else
+    echo "cargo-deny is not installed (cargo install --locked cargo-deny): licence and ban checks skipped" >&2
+fi
 cargo build --workspace --bins --locked
 scripts/shrinkwrap-check.sh
 # The embed function's model (from PyPI, hash-checked; skipped when present),
