@@ -9,6 +9,8 @@
 //! Each client module holds its wire types and pure functions
 //! (`build_*_request`, `parse_*`, `map_error`, a stream decoder); the async
 //! methods only send.
+//!
+//! [`pool`] balances calls over several endpoints serving one model.
 
 pub mod anthropic;
 pub mod bedrock;
@@ -20,6 +22,7 @@ pub mod google;
 mod loopback;
 pub mod ollama;
 pub mod openai;
+pub mod pool;
 mod retry_after;
 mod stream;
 mod transport;

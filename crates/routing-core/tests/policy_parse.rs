@@ -52,6 +52,13 @@ fn bad_edits_name_the_field_and_line() {
             "unknown field",
         ),
         (
+            "model_env = \"LOCAL_CHAT_MODEL\"",
+            "model_env = \"LOCAL_CHAT_MODEL\"\npool = \"ollama-pool\"",
+            "model[1].pool",
+            "pool = \"ollama-pool\"",
+            "unknown field",
+        ),
+        (
             "ewma_alpha = 0.2",
             "ewma_alpha = 0.2\nwindow_size = 3",
             "live.window_size",
@@ -152,13 +159,6 @@ fn bad_edits_name_the_field_and_line() {
             "gemini-2.5-flsh",
             "not in the catalogue",
         ),
-        (
-            "model_env = \"LOCAL_CHAT_MODEL\"",
-            "model_env = \"LOCAL_CHAT_MODEL\"\npool = \"ollama-pool\"",
-            "model[1].pool",
-            "pool = \"ollama-pool\"",
-            "not defined",
-        ),
         // Duplicates.
         (
             "name = \"medium_flash\"",
@@ -236,38 +236,6 @@ fn missing_sections_are_refused() {
     let e = error("version = 1\nmodel = []\nrule = []\n");
     assert_eq!(e.field.as_deref(), Some("model"));
     assert!(e.message.contains("no model"), "{e}");
-}
-
-#[test]
-fn a_pool_must_be_coherent() {
-    let pool = "[[pool]]\nname = \"ollama-local\"\nendpoints = [\"http://a:11434\", \"http://b:11434\"]\nmax_outstanding = 2\nspill_to = [\"ollama/local\"]\n";
-    let text = edit(
-        "model_env = \"LOCAL_CHAT_MODEL\"",
-        "model_env = \"LOCAL_CHAT_MODEL\"\npool = \"ollama-local\"",
-    );
-    let text = text.replacen(
-        "# ---------------------------------------------------------------- catalogue",
-        pool,
-        1,
-    );
-    let e = error(&text);
-    assert_eq!(e.field.as_deref(), Some("pool[0].spill_to[0]"));
-    assert!(e.message.contains("served by this pool"), "{e}");
-    let ok = text.replace(
-        "spill_to = [\"ollama/local\"]",
-        "spill_to = [\"groq/llama-3.1-8b-instant\"]",
-    );
-    assert!(Policy::parse(&ok, "t").is_ok());
-    let zero = ok.replace("max_outstanding = 2", "max_outstanding = 0");
-    assert_eq!(
-        error(&zero).field.as_deref(),
-        Some("pool[0].max_outstanding")
-    );
-    let empty = ok.replace(
-        "endpoints = [\"http://a:11434\", \"http://b:11434\"]",
-        "endpoints = []",
-    );
-    assert_eq!(error(&empty).field.as_deref(), Some("pool[0].endpoints"));
 }
 
 #[test]

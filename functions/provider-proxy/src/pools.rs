@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use providers::pool::{EndpointLoad, PickStrategy, Pool, PoolConfig, PoolGuard};
 use providers::{Locality, Provider, Providers};
 use routing_core::env::Env;
-use routing_core::policy::{PickStrategy, Pool, PoolConfig, PoolGuard};
 use secrets::SecretStore;
 use serde::Serialize;
 
@@ -31,7 +31,7 @@ pub struct Pools {
 #[derive(Debug, Serialize)]
 pub struct PoolListing {
     /// Endpoint URL, requests in flight, peak-EWMA latency, picks so far.
-    pub endpoints: Vec<routing_core::policy::EndpointLoad>,
+    pub endpoints: Vec<EndpointLoad>,
 }
 
 impl Pools {
@@ -99,7 +99,6 @@ impl Pools {
                 strategy,
                 endpoints,
                 max_outstanding,
-                spill_to: Vec::new(),
                 ewma_alpha: 0.3,
             });
             pools.insert(name.to_owned(), ProviderPool { pool, replicas });

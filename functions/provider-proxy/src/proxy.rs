@@ -9,6 +9,7 @@ use crate::metrics::LlmMetrics;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use prometheus::Registry;
+use providers::pool::PoolGuard;
 use providers::{
     CallContext, ChatChunk, ChatRequest, Locality, Provider, ProviderError, Providers, Usage,
 };
@@ -17,7 +18,7 @@ use routing_core::api::{
     ErrorDetail, InvalidRequest, ProxyRequest, ProxyResponse, ProxyStreamEvent, parse_json,
 };
 use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR, Env};
-use routing_core::policy::PoolGuard;
+
 use routing_core::pricing::Catalogue;
 use secrets::SecretStore;
 use serde::Serialize;

@@ -160,8 +160,6 @@ pub struct ModelEntry {
     pub latency: LatencyPrior,
     /// Which function carries out the call.
     pub target: Target,
-    /// The endpoint pool serving the model, if any.
-    pub pool: Option<String>,
     /// Whether rules without a `models` list consider this model; when
     /// false it is reached only by pinning or by a rule listing it.
     pub auto_route: bool,

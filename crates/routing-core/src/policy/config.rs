@@ -11,7 +11,6 @@ use super::budget::{BudgetLimit, OnBudget};
 use super::catalogue::{LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, Target, Tiers};
 use super::escalation::EscalationCheck;
 use super::live::LiveConfig;
-use super::pool::PoolConfig;
 use crate::chat::Locality;
 use crate::pricing::Catalogue;
 use crate::task::{Difficulty, Task};
@@ -372,8 +371,6 @@ struct ModelFile {
     task_quality: TaskQualityFile,
     #[serde(default)]
     price: Option<PriceFile>,
-    #[serde(default)]
-    pool: Option<String>,
     #[serde(default = "yes")]
     auto_route: bool,
 }
@@ -396,8 +393,6 @@ struct PolicyFile {
     budgets: BudgetPolicy,
     #[serde(default)]
     escalation: BTreeMap<String, EscalationCheck>,
-    #[serde(default)]
-    pool: Vec<PoolConfig>,
     model: Vec<ModelFile>,
     rule: Vec<Rule>,
 }
@@ -570,7 +565,21 @@ pub(crate) struct Compiled {
     pub live: LiveConfig,
     pub budgets: BudgetPolicy,
     pub escalation: BTreeMap<String, EscalationCheck>,
-    pub pools: Vec<PoolConfig>,
+}
+
+impl Compiled {
+    /// A model by catalogue id, or by a provider model name that exactly
+    /// one catalogue entry serves.
+    pub fn find_model(&self, name: &str) -> Option<&Arc<ModelEntry>> {
+        if let Some(&i) = self.by_id.get(name) {
+            return self.models.get(i);
+        }
+        let mut found = self.models.iter().filter(|m| m.model == name);
+        match (found.next(), found.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
 }
 
 fn unit(v: f32) -> bool {
@@ -732,36 +741,6 @@ pub(crate) fn compile(
         escalation.insert(name.clone(), check.clone());
     }
 
-    // [[pool]] names (references checked after the catalogue).
-    let mut pool_index = HashMap::new();
-    for (i, pool) in file.pool.iter().enumerate() {
-        let pp = root.key("pool").index(i);
-        if pool.name.trim().is_empty() {
-            return Err(c.error(&pp.key("name"), "pool name is empty"));
-        }
-        if pool_index.insert(pool.name.clone(), i).is_some() {
-            return Err(c.error(
-                &pp.key("name"),
-                format!("pool {:?} is defined twice", pool.name),
-            ));
-        }
-        if pool.endpoints.is_empty() {
-            return Err(c.error(&pp.key("endpoints"), "a pool needs at least one endpoint"));
-        }
-        if let Some(i) = pool.endpoints.iter().position(|e| e.trim().is_empty()) {
-            return Err(c.error(&pp.key("endpoints").index(i), "endpoint is empty"));
-        }
-        if pool.max_outstanding == Some(0) {
-            return Err(c.error(
-                &pp.key("max_outstanding"),
-                "must be at least 1 (omit it for no limit)",
-            ));
-        }
-        if !(pool.ewma_alpha.is_finite() && pool.ewma_alpha > 0.0 && pool.ewma_alpha <= 1.0) {
-            return Err(c.error(&pp.key("ewma_alpha"), "must be in (0, 1]"));
-        }
-    }
-
     // [[model]]
     if file.model.is_empty() {
         return Err(c.error(&root.key("model"), "the catalogue lists no model"));
@@ -837,12 +816,6 @@ pub(crate) fn compile(
         if m.model_env.as_ref().is_some_and(|n| n.trim().is_empty()) {
             return Err(c.error(&mp.key("model_env"), "variable name is empty"));
         }
-        if let Some(pool) = m.pool.as_ref().filter(|p| !pool_index.contains_key(*p)) {
-            return Err(c.error(
-                &mp.key("pool"),
-                format!("pool {pool:?} is not defined by any [[pool]]"),
-            ));
-        }
         let listed = prices.price(&m.provider, &m.model);
         let price = match (&m.price, listed) {
             (Some(own), listed) => {
@@ -914,31 +887,8 @@ pub(crate) fn compile(
                 tokens_per_s: m.tokens_per_s,
             },
             target: m.target,
-            pool: m.pool,
             auto_route: m.auto_route,
         }));
-    }
-
-    // Pool spill targets.
-    for (i, pool) in file.pool.iter().enumerate() {
-        let pp = root.key("pool").index(i);
-        for (j, target) in pool.spill_to.iter().enumerate() {
-            match by_id.get(target) {
-                None => {
-                    return Err(c.error(
-                        &pp.key("spill_to").index(j),
-                        format!("model {target:?} is not in the catalogue"),
-                    ));
-                }
-                Some(&m) if models[m].pool.as_deref() == Some(pool.name.as_str()) => {
-                    return Err(c.error(
-                        &pp.key("spill_to").index(j),
-                        format!("{target:?} is served by this pool; spill goes elsewhere"),
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
     }
 
     // [[rule]]
@@ -1103,7 +1053,6 @@ pub(crate) fn compile(
         live: file.live,
         budgets: file.budgets,
         escalation,
-        pools: file.pool,
     })
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// A monotonic clock, so breakers and pools can run on virtual time in tests
-/// and simulations.
+/// A monotonic clock, so breakers can run on virtual time in tests and
+/// simulations.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Time elapsed since the clock's own origin.
     fn now(&self) -> Duration;

@@ -1,5 +1,5 @@
 //! The routing policy engine: a declarative policy file (model catalogue,
-//! rules, weights, budgets, pools, escalation checks), validated strictly and
+//! rules, weights, budgets, escalation checks), validated strictly and
 //! reloadable, and the selection that applies it to each request.
 //!
 //! # Selection
@@ -40,7 +40,6 @@ mod catalogue;
 mod config;
 mod escalation;
 mod live;
-mod pool;
 mod select;
 mod watch;
 
@@ -58,7 +57,6 @@ pub use config::{
 };
 pub use escalation::{EscalationCheck, EscalationReason, needs_escalation};
 pub use live::{BreakerState, Clock, LiveConfig, LiveLatency, LiveStats, ManualClock, SystemClock};
-pub use pool::{EndpointLoad, PickStrategy, Placement, Pool, PoolConfig, PoolGuard, Pools};
 pub use select::{
     Candidate, Decision, Escalation, NoRoute, RejectReason, Rejection, SelectionInput,
     estimate_tokens,
@@ -81,7 +79,7 @@ pub const ENV_PRICES_PATH: &str = "PRICES_PATH";
 /// built-in policy (its `model_env`).
 pub const ENV_LOCAL_CHAT_MODEL: &str = "LOCAL_CHAT_MODEL";
 
-/// A validated policy: model catalogue, rules, weights, budgets, pools and
+/// A validated policy: model catalogue, rules, weights, budgets and
 /// escalation checks. Cheap to clone (one `Arc`), so it can be swapped on
 /// reload while requests in flight keep the one they started with.
 #[derive(Debug, Clone)]
@@ -124,7 +122,7 @@ impl Policy {
     }
 
     /// Parses and validates a policy, priced by the built-in price catalogue.
-    /// Unknown keys, bad values and references to undefined models, pools or
+    /// Unknown keys, bad values and references to undefined models or
     /// checks are errors naming the line and field.
     pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         let prices = Catalogue::builtin().map_err(|e| policy_error(origin, e.to_string()))?;
@@ -192,10 +190,6 @@ impl Policy {
         }
     }
 
-    pub(crate) fn compiled(&self) -> &Compiled {
-        &self.inner
-    }
-
     /// Where the policy came from (file name or `built-in`).
     pub fn origin(&self) -> &str {
         &self.inner.origin
@@ -208,7 +202,7 @@ impl Policy {
         live: &LiveStats,
         budgets: &BudgetView<'_>,
     ) -> Result<Decision, NoRoute> {
-        select::select(self, input, live, budgets)
+        select::select(&self.inner, input, live, budgets)
     }
 
     /// Where `tenant` stands against its limits: `None` below the `near_at`
@@ -236,14 +230,7 @@ impl Policy {
     /// A model by catalogue id, or by a provider model name (e.g.
     /// `gemini-2.5-flash`) that exactly one catalogue entry serves.
     pub fn find_model(&self, name: &str) -> Option<&Arc<ModelEntry>> {
-        if let Some(&i) = self.inner.by_id.get(name) {
-            return self.inner.models.get(i);
-        }
-        let mut found = self.inner.models.iter().filter(|m| m.model == name);
-        match (found.next(), found.next()) {
-            (Some(one), None) => Some(one),
-            _ => None,
-        }
+        self.inner.find_model(name)
     }
 
     /// The rules, in the order they are tried.
@@ -274,10 +261,5 @@ impl Policy {
     /// An escalation check by name (`default` is always defined).
     pub fn escalation_check(&self, name: &str) -> Option<&EscalationCheck> {
         self.inner.escalation.get(name)
-    }
-
-    /// The `[[pool]]` definitions (see [`Pools::from_policy`]).
-    pub fn pool_configs(&self) -> &[PoolConfig] {
-        &self.inner.pools
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
-use super::Policy;
 use super::budget::{BudgetAction, BudgetLevel, BudgetView, OnBudget, Period};
 use super::catalogue::ModelEntry;
 use super::config::{Compiled, LatencyMiss, Rank, Rule, Weights};
@@ -639,12 +638,11 @@ fn budget_standing(p: &Compiled, tenant: &str, budgets: &BudgetView<'_>) -> Budg
 }
 
 pub(crate) fn select(
-    policy: &Policy,
+    p: &Compiled,
     input: &SelectionInput,
     live: &LiveStats,
     budgets: &BudgetView<'_>,
 ) -> Result<Decision, NoRoute> {
-    let p = policy.compiled();
     let output_tokens = input
         .max_output_tokens
         .unwrap_or_else(|| p.selection.output_tokens.get(input.task));
@@ -715,7 +713,7 @@ pub(crate) fn select(
 
     // A pinned model: that model or nothing.
     if let Some(pin) = &input.pinned {
-        let Some(model) = policy.find_model(pin) else {
+        let Some(model) = p.find_model(pin) else {
             return Err(NoRoute {
                 rejected,
                 message: format!("model {pin:?} is not in the catalogue"),

@@ -1,27 +1,21 @@
-//! Capacity-aware balancing inside a model pool: several endpoints serving
-//! one model (e.g. Ollama replicas).
+//! Capacity-aware balancing inside a pool: several endpoints serving one
+//! model (e.g. Ollama replicas).
 //!
-//! Balancing happens only *inside* a pool. When every endpoint of the chosen
-//! model's pool is at capacity the request waits for that pool (or, if the
-//! pool's `spill_to` allows it, goes to one of the named models): it never
+//! Balancing happens only *inside* a pool. When every endpoint is at
+//! capacity a request waits for the pool, first come first served: it never
 //! drifts to whichever model has the fewest requests in flight, which would
 //! send cheap traffic to the premium model exactly when load is high (the
 //! "least connections cost trap").
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::Policy;
-use super::select::{Candidate, Decision};
-
 /// How an endpoint is picked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PickStrategy {
     /// The endpoint with the fewest requests in flight.
     #[default]
@@ -31,32 +25,20 @@ pub enum PickStrategy {
     PeakEwma,
 }
 
-/// One pool (the policy file's `[[pool]]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One pool's settings.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
-    /// Pool name, referenced by models' `pool`.
+    /// Pool name, for logs and listings.
     pub name: String,
     /// How endpoints are picked.
-    #[serde(default)]
     pub strategy: PickStrategy,
     /// Endpoint base URLs (or any id the caller maps to one).
     pub endpoints: Vec<String>,
-    /// Requests in flight per endpoint before the pool is full; absent: no
+    /// Requests in flight per endpoint before the pool is full; `None`: no
     /// limit.
-    #[serde(default)]
     pub max_outstanding: Option<u32>,
-    /// Catalogue ids a request may go to when the pool is full, in order;
-    /// empty: requests wait for the pool.
-    #[serde(default)]
-    pub spill_to: Vec<String>,
     /// Decay of the peak-EWMA towards faster samples, in `(0, 1]`.
-    #[serde(default = "default_alpha")]
     pub ewma_alpha: f64,
-}
-
-fn default_alpha() -> f64 {
-    0.3
 }
 
 #[derive(Debug)]
@@ -135,11 +117,6 @@ impl Pool {
     /// The pool's configuration.
     pub fn config(&self) -> &PoolConfig {
         &self.inner.config
-    }
-
-    /// Catalogue ids this pool may spill to when full.
-    pub fn spill_to(&self) -> &[String] {
-        &self.inner.config.spill_to
     }
 
     /// Requests in flight over all endpoints.
@@ -329,120 +306,6 @@ impl Drop for PoolGuard {
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                     Some(n.saturating_sub(1))
                 });
-        }
-    }
-}
-
-/// Where a decision's request goes once pool capacity is taken into
-/// account.
-#[derive(Debug)]
-pub enum Placement<'d> {
-    /// The primary has no pool: call it.
-    Direct(&'d Candidate),
-    /// A slot in the primary's pool.
-    Pooled {
-        /// The primary.
-        candidate: &'d Candidate,
-        /// The slot; hold it for the call.
-        guard: PoolGuard,
-    },
-    /// The primary's pool is full and its `spill_to` names this fallback.
-    Spilled {
-        /// The fallback taken.
-        candidate: &'d Candidate,
-        /// The full pool.
-        from_pool: String,
-        /// A slot, when the fallback has a pool of its own.
-        guard: Option<PoolGuard>,
-    },
-    /// The primary's pool is full and may not spill (or its spill targets are
-    /// full or not allowed for this request): wait with [`Pool::pick`].
-    Queue {
-        /// The primary.
-        candidate: &'d Candidate,
-        /// The pool to wait for.
-        pool: Pool,
-    },
-}
-
-/// The pools of one policy, by name.
-///
-/// Build them once with [`Pools::from_policy`]; after a policy reload,
-/// build new ones (requests in flight keep their guards, which hold their
-/// own pool, so their slots are released where they were taken).
-#[derive(Debug, Clone, Default)]
-pub struct Pools {
-    pools: HashMap<String, Pool>,
-}
-
-impl Pools {
-    /// Empty pools for every `[[pool]]` of `policy`.
-    pub fn from_policy(policy: &Policy) -> Self {
-        Self {
-            pools: policy
-                .pool_configs()
-                .iter()
-                .map(|c| (c.name.clone(), Pool::new(c.clone())))
-                .collect(),
-        }
-    }
-
-    /// A pool by name.
-    pub fn get(&self, name: &str) -> Option<&Pool> {
-        self.pools.get(name)
-    }
-
-    /// Places a decision: a slot in the primary's pool; when that pool is
-    /// full, a spill target the pool allows *and* the decision lists as a
-    /// fallback (so spill never breaks the request's hard constraints);
-    /// otherwise the request queues on the primary's pool.
-    pub fn place<'d>(&self, decision: &'d Decision) -> Placement<'d> {
-        let primary = &decision.primary;
-        let Some(pool) = primary
-            .model
-            .pool
-            .as_deref()
-            .and_then(|name| self.pools.get(name))
-        else {
-            return Placement::Direct(primary);
-        };
-        if let Some(guard) = pool.try_pick() {
-            return Placement::Pooled {
-                candidate: primary,
-                guard,
-            };
-        }
-        for target in pool.spill_to() {
-            let Some(candidate) = decision.fallbacks.iter().find(|c| &c.model.id == target) else {
-                continue;
-            };
-            match candidate
-                .model
-                .pool
-                .as_deref()
-                .and_then(|name| self.pools.get(name))
-            {
-                None => {
-                    return Placement::Spilled {
-                        candidate,
-                        from_pool: pool.name().to_owned(),
-                        guard: None,
-                    };
-                }
-                Some(other) => {
-                    if let Some(guard) = other.try_pick() {
-                        return Placement::Spilled {
-                            candidate,
-                            from_pool: pool.name().to_owned(),
-                            guard: Some(guard),
-                        };
-                    }
-                }
-            }
-        }
-        Placement::Queue {
-            candidate: primary,
-            pool: pool.clone(),
         }
     }
 }
