@@ -72,8 +72,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
 MODEL_PATH = ROOT / "crates/routing-core/models/classifier.json"
 PARITY_PATH = ROOT / "crates/routing-core/tests/fixtures/classifier-parity.jsonl"
-EXEMPLARS_PATH = ROOT / "crates/routing-core/models/exemplars.json"
-EXEMPLARS_PER_TASK = 16
 SEED = 20261123
 TASKS = ["classify", "generate", "reason"]
 C_GRID = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
@@ -653,23 +651,6 @@ def fit_head(X_tr, y_tr, X_va, y_va, w_tr=None, w_va=None):
     return best[1], best[2]
 
 
-def write_exemplars(train: list[Row]) -> None:
-    """Default exemplars for the classify function's optional nearest-exemplar vote: short
-    training prompts with one task each, a fixed number per task."""
-    rng = random.Random(SEED + 100)
-    exemplars = []
-    for task in TASKS:
-        pool = sorted({r.text for r in train if r.task == task and r.soft is None and 12 <= len(r.text) <= 240})
-        exemplars += [{"text": t, "task": task} for t in rng.sample(pool, EXEMPLARS_PER_TASK)]
-    doc = {
-        "source": "training split of scripts/train-classifier.py: BANKING77 (CC BY 4.0), CLINC150 (CC BY 3.0), "
-        "STS-B sentences, RouteLLM MMLU (Apache-2.0); see ../shared/data/README.md",
-        "exemplars": exemplars,
-    }
-    EXEMPLARS_PATH.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {EXEMPLARS_PATH.relative_to(ROOT)} ({len(exemplars)} exemplars)")
-
-
 def main() -> None:
     info = feature_info()
     dim = info["dim"]
@@ -681,7 +662,6 @@ def main() -> None:
         ns = [r.needs_strong for r in rows if r.weak is not None]
         print(f"{split}: {len(rows)} rows, tasks {counts}, MMLU {len(ns)} (needs_strong {np.mean(ns):.3f})")
 
-    write_exemplars(data["train"])
     feats = {split: extract([r.text for r in rows], dim) for split, rows in data.items()}
 
     # Task head: rows with a task label, soft labels spread over weighted copies.

@@ -581,7 +581,7 @@ pub struct ClassifyResponse {
     /// model gets it wrong, a strong one right), when a trained model answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_strong: Option<f32>,
-    /// What answered: `model:<id>`, `model:<id>+exemplars`, or `heuristic`.
+    /// What answered: `model:<id>` or `heuristic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
 }

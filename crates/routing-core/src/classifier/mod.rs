@@ -4,14 +4,11 @@
 //! - [`features`]: lexical and structural features, the only implementation
 //!   (the training script reads them from the `classifier-features` example).
 //! - [`model`]: the trained linear heads with calibrated probabilities.
-//! - [`exemplars`]: optional nearest-exemplar votes over embeddings, blended
-//!   into the model's task probabilities.
 //! - [`lexical`]: the hand-weighted heuristic, used when no model loads.
 //!
 //! The default model (`models/classifier.json`, written by
 //! `scripts/train-classifier.py`) is compiled in.
 
-pub mod exemplars;
 pub mod features;
 pub mod lexical;
 pub mod model;
