@@ -205,14 +205,6 @@ impl Policy {
         select::select(&self.inner, input, live, budgets)
     }
 
-    /// Where `tenant` stands against its limits: `None` below the `near_at`
-    /// share of every limit (or with no limit or spend known), else the
-    /// level and what the policy does about it (as [`Policy::select`] would
-    /// apply it).
-    pub fn budget_gate(&self, tenant: &str, budgets: &BudgetView<'_>) -> Option<BudgetAction> {
-        select::budget_gate(&self.inner, tenant, budgets)
-    }
-
     /// Every catalogue model, in file order (for `GET /v1/models`).
     pub fn models(&self) -> impl Iterator<Item = &ModelEntry> {
         self.inner.models.iter().map(|m| &**m)

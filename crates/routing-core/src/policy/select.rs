@@ -583,27 +583,6 @@ struct BudgetStanding {
     remaining: Option<f64>,
 }
 
-pub(crate) fn budget_gate(
-    p: &Compiled,
-    tenant: &str,
-    budgets: &BudgetView<'_>,
-) -> Option<BudgetAction> {
-    let (level, period, spent, limit) = budget_standing(p, tenant, budgets).level?;
-    let action = match level {
-        BudgetLevel::Near => p.budgets.on_near,
-        BudgetLevel::Over => p.budgets.on_over,
-    };
-    Some(BudgetAction {
-        tenant: tenant.to_owned(),
-        level,
-        period,
-        spent_usd: spent,
-        limit_usd: limit,
-        action,
-        status: (action == OnBudget::Reject).then_some(p.budgets.reject_status),
-    })
-}
-
 fn budget_standing(p: &Compiled, tenant: &str, budgets: &BudgetView<'_>) -> BudgetStanding {
     let (Some(limits), Some(spent)) = (p.budgets.limits_for(tenant), budgets.spent(tenant)) else {
         return BudgetStanding::default();
