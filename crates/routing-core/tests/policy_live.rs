@@ -222,3 +222,49 @@ fn live_stats_are_shared_across_threads() {
     // Each model's window holds its last 100 of ~333 samples.
     assert_eq!(total, 300);
 }
+
+#[test]
+fn reconfiguring_keeps_the_newest_samples_of_the_new_window() {
+    let (live, _) = live(LiveConfig {
+        window: 5,
+        percentile: 1.0,
+        min_samples: 1,
+        ..LiveConfig::default()
+    });
+    // 10..70 ms: the ring holds 30..70, its oldest slot in the middle.
+    for n in 1..=7 {
+        live.observe("m", ms(n * 10), true);
+    }
+    assert_eq!(live.latency("m").unwrap().percentile_ms, 70.0);
+    live.reconfigure(LiveConfig {
+        window: 3,
+        percentile: 0.0,
+        min_samples: 1,
+        ..LiveConfig::default()
+    });
+    assert_eq!(live.config().window, 3);
+    let l = live.latency("m").unwrap();
+    // The newest three (50, 60, 70): the smallest is 50.
+    assert_eq!((l.samples, l.percentile_ms), (3, 50.0));
+    // The next sample replaces the oldest kept one (50).
+    live.observe("m", ms(80), true);
+    let l = live.latency("m").unwrap();
+    assert_eq!((l.samples, l.percentile_ms), (3, 60.0));
+    // A larger window grows from there.
+    live.reconfigure(LiveConfig {
+        window: 10,
+        percentile: 0.0,
+        min_samples: 1,
+        ..LiveConfig::default()
+    });
+    live.observe("m", ms(5), true);
+    let l = live.latency("m").unwrap();
+    assert_eq!((l.samples, l.percentile_ms), (4, 5.0));
+    for _ in 0..6 {
+        live.observe("m", ms(90), true);
+    }
+    live.observe("m", ms(100), true);
+    // Ten samples kept: the oldest (60) went out first.
+    let l = live.latency("m").unwrap();
+    assert_eq!((l.samples, l.percentile_ms), (10, 5.0));
+}

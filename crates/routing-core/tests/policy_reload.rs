@@ -1,10 +1,13 @@
 //! Reloading: a changed valid file replaces the policy, a bad edit is
 //! refused and the old policy kept.
 
+use std::time::Duration;
+
 use routing_core::Task;
 use routing_core::env::Env;
 use routing_core::policy::{
-    BudgetView, DEFAULT_POLICY, LiveStats, PolicyWatcher, ReloadOutcome, SelectionInput,
+    BreakerState, BudgetView, DEFAULT_POLICY, LiveStats, PolicyWatcher, ReloadOutcome,
+    SelectionInput,
 };
 use routing_core::pricing::Catalogue;
 
@@ -129,8 +132,54 @@ fn the_polling_thread_stops_with_the_watcher() {
     std::fs::write(&path, DEFAULT_POLICY).unwrap();
     let watcher = PolicyWatcher::new(&path, Catalogue::builtin().unwrap(), Env::default())
         .unwrap()
-        .poll_every(std::time::Duration::from_secs(3600));
+        .poll_every(Duration::from_secs(3600));
     assert_eq!(fast_budget_model(&watcher), "groq/llama-3.1-8b-instant");
     // Dropping joins the thread; a hang here fails the test run.
     drop(watcher);
+}
+
+#[test]
+fn a_reload_applies_live_settings_to_the_live_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, DEFAULT_POLICY).unwrap();
+    let watcher = PolicyWatcher::new(&path, Catalogue::builtin().unwrap(), Env::default()).unwrap();
+    let live = watcher.live_stats();
+    assert_eq!(live.config(), watcher.current().live_config());
+    assert_eq!(live.config().breaker_failures, 5);
+    let model = "groq/llama-3.1-8b-instant";
+    for _ in 0..2 {
+        live.observe(model, Duration::from_millis(300), false);
+    }
+    assert_eq!(live.breaker(model), BreakerState::Closed);
+
+    // Three failures now open a breaker; three samples are trusted.
+    let edited = DEFAULT_POLICY
+        .replace("breaker_failures = 5", "breaker_failures = 3")
+        .replace("min_samples = 10", "min_samples = 3");
+    std::fs::write(&path, &edited).unwrap();
+    assert_eq!(watcher.check_now(), ReloadOutcome::Reloaded);
+    assert_eq!(live.config(), watcher.current().live_config());
+    assert_eq!(live.config().breaker_failures, 3);
+    // The failures counted before the reload still count.
+    live.observe(model, Duration::from_millis(300), false);
+    assert!(
+        matches!(live.breaker(model), BreakerState::Open { .. }),
+        "{:?}",
+        live.breaker(model)
+    );
+    let other = "groq/openai/gpt-oss-20b";
+    for _ in 0..3 {
+        live.observe(other, Duration::from_millis(120), true);
+    }
+    assert_eq!(live.trusted_latency(other).map(|l| l.samples), Some(3));
+
+    // A rejected edit leaves the settings in force.
+    std::fs::write(
+        &path,
+        edited.replace("breaker_failures = 3", "breaker_failures = -1"),
+    )
+    .unwrap();
+    assert!(matches!(watcher.check_now(), ReloadOutcome::Rejected(_)));
+    assert_eq!(live.config().breaker_failures, 3);
 }

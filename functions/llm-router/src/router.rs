@@ -172,7 +172,7 @@ impl Router {
             .map_err(|e| e.to_string())?;
         let policy = PolicyWatcher::from_env(env).map_err(|e| e.to_string())?;
         Ok(Self {
-            live: LiveStats::new(policy.current().live_config()),
+            live: policy.live_stats(),
             policy,
             budgets: BudgetTracker::new(),
             functions: FunctionClient::from_env(env, http),

@@ -96,6 +96,28 @@ pub struct LiveConfig {
     pub breaker_cooldown_ms: u64,
 }
 
+impl LiveConfig {
+    /// The configuration with out-of-range values brought into range: a
+    /// window of at least one sample, `ewma_alpha` in `(0, 1]` and
+    /// `percentile` in `[0, 1]` (non-finite values take the defaults).
+    fn normalised(self) -> Self {
+        Self {
+            window: self.window.max(1),
+            ewma_alpha: if self.ewma_alpha.is_finite() {
+                self.ewma_alpha.clamp(f64::MIN_POSITIVE, 1.0)
+            } else {
+                LiveConfig::default().ewma_alpha
+            },
+            percentile: if self.percentile.is_finite() {
+                self.percentile.clamp(0.0, 1.0)
+            } else {
+                LiveConfig::default().percentile
+            },
+            ..self
+        }
+    }
+}
+
 impl Default for LiveConfig {
     fn default() -> Self {
         Self {
@@ -163,6 +185,21 @@ impl ModelLive {
         }
     }
 
+    /// Keeps the newest `config.window` samples, oldest first, and
+    /// recomputes the percentile for `config`. The EWMA and the breaker
+    /// carry over.
+    fn resize(&mut self, config: &LiveConfig) {
+        // A full ring's oldest sample is at `next`; a filling one is in
+        // order already (`next` is its length).
+        if self.next < self.window.len() {
+            self.window.rotate_left(self.next);
+        }
+        let excess = self.window.len().saturating_sub(config.window);
+        self.window.drain(..excess);
+        self.next = self.window.len() % config.window;
+        self.percentile = percentile(&self.window, config.percentile);
+    }
+
     fn breaker_at(&self, now: Duration) -> Breaker {
         match self.breaker {
             Breaker::Open { until } if now >= until => Breaker::HalfOpen,
@@ -182,7 +219,7 @@ pub struct LiveStats {
 
 #[derive(Debug)]
 struct LiveInner {
-    config: LiveConfig,
+    config: RwLock<LiveConfig>,
     clock: Arc<dyn Clock>,
     models: RwLock<HashMap<String, Arc<Mutex<ModelLive>>>>,
 }
@@ -195,23 +232,9 @@ impl LiveStats {
 
     /// Statistics on the given clock.
     pub fn with_clock(config: LiveConfig, clock: Arc<dyn Clock>) -> Self {
-        let config = LiveConfig {
-            window: config.window.max(1),
-            ewma_alpha: if config.ewma_alpha.is_finite() {
-                config.ewma_alpha.clamp(f64::MIN_POSITIVE, 1.0)
-            } else {
-                LiveConfig::default().ewma_alpha
-            },
-            percentile: if config.percentile.is_finite() {
-                config.percentile.clamp(0.0, 1.0)
-            } else {
-                LiveConfig::default().percentile
-            },
-            ..config
-        };
         Self {
             inner: Arc::new(LiveInner {
-                config,
+                config: RwLock::new(config.normalised()),
                 clock,
                 models: RwLock::new(HashMap::new()),
             }),
@@ -219,8 +242,43 @@ impl LiveStats {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &LiveConfig {
-        &self.inner.config
+    pub fn config(&self) -> LiveConfig {
+        *self
+            .inner
+            .config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts `config` in force (a reloaded policy's `[live]`). Every model
+    /// keeps its newest samples up to the new window, its percentile is
+    /// recomputed, and its EWMA and breaker carry over: the new smoothing
+    /// and breaker thresholds apply from the next call (a breaker already
+    /// open keeps its cool-down).
+    pub fn reconfigure(&self, config: LiveConfig) {
+        let config = config.normalised();
+        // The configuration first, then each model under its own lock:
+        // `observe` reads the configuration while holding the model's lock,
+        // so every model ends up shaped for the new configuration.
+        *self
+            .inner
+            .config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = config;
+        let models: Vec<_> = self
+            .inner
+            .models
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for model in models {
+            model
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .resize(&config);
+        }
     }
 
     fn entry(&self, model: &str) -> Arc<Mutex<ModelLive>> {
@@ -240,7 +298,7 @@ impl LiveStats {
             .unwrap_or_else(PoisonError::into_inner);
         models
             .entry(model.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(ModelLive::new(self.inner.config.window))))
+            .or_insert_with(|| Arc::new(Mutex::new(ModelLive::new(self.config().window))))
             .clone()
     }
 
@@ -259,16 +317,17 @@ impl LiveStats {
     /// nothing about how long an answer takes); every outcome drives the
     /// breaker.
     pub fn observe(&self, model: &str, latency: Duration, ok: bool) {
-        let config = &self.inner.config;
         let now = self.inner.clock.now();
         let entry = self.entry(model);
         let mut live = entry.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read under the model's lock (see `reconfigure`).
+        let config = &self.config();
         if ok {
             let ms = latency.as_secs_f64() * 1000.0;
             if live.window.len() < config.window {
                 live.window.push(ms);
             } else {
-                let slot = live.next;
+                let slot = live.next % live.window.len();
                 live.window[slot] = ms;
             }
             live.next = (live.next + 1) % config.window;
@@ -317,7 +376,7 @@ impl LiveStats {
             },
         };
         let latency =
-            (live.window.len() >= self.inner.config.min_samples.max(1)).then(|| LiveLatency {
+            (live.window.len() >= self.config().min_samples.max(1)).then(|| LiveLatency {
                 samples: live.window.len(),
                 ewma_ms: live.ewma,
                 percentile_ms: live.percentile,
@@ -344,7 +403,7 @@ impl LiveStats {
     /// Live latency of `model` when there are enough samples to trust it.
     pub fn trusted_latency(&self, model: &str) -> Option<LiveLatency> {
         self.latency(model)
-            .filter(|l| l.samples >= self.inner.config.min_samples.max(1))
+            .filter(|l| l.samples >= self.config().min_samples.max(1))
     }
 }
 

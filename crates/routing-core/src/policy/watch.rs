@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::live::LiveStats;
 use super::{ENV_POLICY_PATH, ENV_POLICY_RELOAD_SECS, Policy, PolicyError, prices_from_env};
 use crate::env::Env;
 use crate::pricing::Catalogue;
@@ -34,6 +35,7 @@ struct Shared {
     prices: Option<Catalogue>,
     env: Env,
     current: RwLock<Policy>,
+    live: LiveStats,
     content_hash: Mutex<u64>,
     last_error: Mutex<Option<PolicyError>>,
 }
@@ -44,7 +46,9 @@ struct Shared {
 /// policy in force (so edits within one mtime tick are seen); a changed
 /// file is parsed and validated in full and swapped in only when valid. A
 /// bad edit is logged and the old policy kept. [`PolicyWatcher::current`] is
-/// a cheap clone of the policy in force.
+/// a cheap clone of the policy in force; [`PolicyWatcher::live_stats`] are
+/// the live statistics configured by its `[live]` table, reconfigured when
+/// a reload changes that table.
 #[derive(Debug)]
 pub struct PolicyWatcher {
     shared: Arc<Shared>,
@@ -76,6 +80,7 @@ impl PolicyWatcher {
                 path: Some(path.to_owned()),
                 prices: Some(prices),
                 env,
+                live: LiveStats::new(policy.live_config()),
                 current: RwLock::new(policy),
                 content_hash: Mutex::new(hash(text.as_bytes())),
                 last_error: Mutex::new(None),
@@ -92,6 +97,7 @@ impl PolicyWatcher {
                 path: None,
                 prices: None,
                 env: Env::default(),
+                live: LiveStats::new(policy.live_config()),
                 current: RwLock::new(policy),
                 content_hash: Mutex::new(0),
                 last_error: Mutex::new(None),
@@ -138,6 +144,13 @@ impl PolicyWatcher {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The live statistics (latency, breakers) for routing with this
+    /// policy, configured by its `[live]` table and reconfigured by every
+    /// reload that changes it. Clones share the same statistics.
+    pub fn live_stats(&self) -> LiveStats {
+        self.shared.live.clone()
     }
 
     /// The error of the last rejected edit, until a valid edit replaces it.
@@ -210,6 +223,11 @@ fn check(shared: &Shared) -> ReloadOutcome {
     match Policy::parse_with_prices(&text, &origin, prices) {
         Ok(policy) => {
             let policy = policy.with_env_models(&shared.env);
+            let live = policy.live_config();
+            if live != shared.live.config() {
+                shared.live.reconfigure(live);
+                tracing::info!(policy = %origin, "[live] settings applied to the live statistics");
+            }
             *shared
                 .current
                 .write()
