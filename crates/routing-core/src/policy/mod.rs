@@ -37,9 +37,10 @@
 
 mod budget;
 mod catalogue;
-mod config;
+mod compile;
 mod escalation;
 mod live;
+mod schema;
 mod select;
 mod watch;
 
@@ -51,12 +52,13 @@ pub use budget::{
     Period, Spend, utc_month,
 };
 pub use catalogue::{LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, Target, Tiers};
-pub use config::{
-    BudgetPolicy, DifficultyWeights, DowngradeConfig, Escalate, LatencyMiss, OutputTokens,
-    POLICY_VERSION, PolicyError, Rank, Rule, SelectionConfig, Weights, When,
-};
+pub use compile::PolicyError;
 pub use escalation::{EscalationCheck, EscalationReason, needs_escalation};
 pub use live::{BreakerState, Clock, LiveConfig, LiveLatency, LiveStats, ManualClock, SystemClock};
+pub use schema::{
+    BudgetPolicy, DifficultyWeights, DowngradeConfig, Escalate, LatencyMiss, OutputTokens,
+    POLICY_VERSION, Rank, Rule, SelectionConfig, Weights, When,
+};
 pub use select::{
     Candidate, Decision, Escalation, NoRoute, RejectReason, Rejection, SelectionInput,
     estimate_tokens,
@@ -65,7 +67,7 @@ pub use watch::{DEFAULT_RELOAD_SECS, PolicyWatcher, ReloadOutcome};
 
 use crate::env::Env;
 use crate::pricing::Catalogue;
-use config::Compiled;
+use compile::Compiled;
 
 /// The policy shipped with the fleet.
 pub const DEFAULT_POLICY: &str = include_str!("../../config/policy.toml");
@@ -136,7 +138,7 @@ impl Policy {
         prices: &Catalogue,
     ) -> Result<Policy, PolicyError> {
         Ok(Policy {
-            inner: Arc::new(config::compile(text, origin, prices)?),
+            inner: Arc::new(compile::compile(text, origin, prices)?),
         })
     }
 

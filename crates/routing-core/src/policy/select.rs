@@ -8,9 +8,10 @@ use serde::{Serialize, Serializer};
 
 use super::budget::{BudgetAction, BudgetLevel, BudgetView, OnBudget, Period};
 use super::catalogue::ModelEntry;
-use super::config::{Compiled, LatencyMiss, Rank, Rule, Weights};
+use super::compile::Compiled;
 use super::escalation::EscalationCheck;
 use super::live::{BreakerState, LiveStats};
+use super::schema::{LatencyMiss, Rank, Rule, Weights};
 use crate::api::RouteExplanation;
 use crate::chat::Locality;
 use crate::task::{Difficulty, Task};
