@@ -617,6 +617,77 @@ fn budget_standing(p: &Compiled, tenant: &str, budgets: &BudgetView<'_>) -> Budg
     standing
 }
 
+/// What the budget gate leaves of a request that may go ahead.
+#[derive(Default)]
+struct Gate {
+    /// The gate's verdict, when the tenant is near or over a limit.
+    budget: Option<BudgetAction>,
+    /// What the tenant may still spend, when that limits the choice.
+    remaining_usd: Option<f64>,
+    /// Downgrade ranking, cost cap and floor, when the gate asks for them.
+    downgrade: Option<(Weights, Option<f64>, f32)>,
+}
+
+/// The budget gate: refuses a tenant the policy rejects, else says what
+/// the tenant's standing changes about the selection.
+fn budget_gate(
+    p: &Compiled,
+    input: &SelectionInput,
+    budgets: &BudgetView<'_>,
+) -> Result<Gate, NoRoute> {
+    let Some(tenant) = &input.tenant else {
+        return Ok(Gate::default());
+    };
+    let standing = budget_standing(p, tenant, budgets);
+    let mut gate = Gate {
+        remaining_usd: standing.remaining,
+        ..Gate::default()
+    };
+    let Some((level, period, spent, limit)) = standing.level else {
+        return Ok(gate);
+    };
+    let action = match level {
+        BudgetLevel::Near => p.budgets.on_near,
+        BudgetLevel::Over => p.budgets.on_over,
+    };
+    let verdict = BudgetAction {
+        tenant: tenant.clone(),
+        level,
+        period,
+        spent_usd: spent,
+        limit_usd: limit,
+        action,
+        status: (action == OnBudget::Reject).then_some(p.budgets.reject_status),
+    };
+    if action == OnBudget::Reject {
+        return Err(NoRoute {
+            rejected: Vec::new(),
+            message: format!(
+                "tenant {tenant:?} has spent ${spent:.4} of its {} ${limit:.4} budget",
+                match period {
+                    Period::Daily => "daily",
+                    Period::Monthly => "monthly",
+                }
+            ),
+            status: p.budgets.reject_status,
+            budget: Some(verdict),
+        });
+    }
+    if action == OnBudget::Downgrade {
+        let d = &p.budgets.downgrade;
+        gate.downgrade = Some((d.weights, d.max_cost_usd, d.quality_floor));
+    }
+    // Over a limit and still served (as configured): what is left
+    // (nothing) cannot gate; the downgrade cap, if any, does.
+    if level == BudgetLevel::Over {
+        gate.remaining_usd = None;
+    }
+    gate.budget = Some(verdict);
+    Ok(gate)
+}
+
+/// Picks the primary and fallbacks for a request, as the module docs of
+/// [`super`] describe.
 pub(crate) fn select(
     p: &Compiled,
     input: &SelectionInput,
@@ -630,69 +701,28 @@ pub(crate) fn select(
         .selection
         .quality_floor
         .max(input.quality_floor.filter(|f| f.is_finite()).unwrap_or(0.0));
-
-    // Budget gate.
-    let mut budget = None;
-    let mut remaining_usd = None;
-    let mut downgrade = None;
-    if let Some(tenant) = &input.tenant {
-        let standing = budget_standing(p, tenant, budgets);
-        remaining_usd = standing.remaining;
-        if let Some((level, period, spent, limit)) = standing.level {
-            let action = match level {
-                BudgetLevel::Near => p.budgets.on_near,
-                BudgetLevel::Over => p.budgets.on_over,
-            };
-            let gate = BudgetAction {
-                tenant: tenant.clone(),
-                level,
-                period,
-                spent_usd: spent,
-                limit_usd: limit,
-                action,
-                status: (action == OnBudget::Reject).then_some(p.budgets.reject_status),
-            };
-            if action == OnBudget::Reject {
-                return Err(NoRoute {
-                    rejected: Vec::new(),
-                    message: format!(
-                        "tenant {tenant:?} has spent ${spent:.4} of its {} ${limit:.4} budget",
-                        match period {
-                            Period::Daily => "daily",
-                            Period::Monthly => "monthly",
-                        }
-                    ),
-                    status: p.budgets.reject_status,
-                    budget: Some(gate),
-                });
-            }
-            if action == OnBudget::Downgrade {
-                let d = &p.budgets.downgrade;
-                downgrade = Some((d.weights, d.max_cost_usd, d.quality_floor));
-            }
-            // Over a limit and still served (as configured): what is left
-            // (nothing) cannot gate; the downgrade cap, if any, does.
-            if level == BudgetLevel::Over {
-                remaining_usd = None;
-            }
-            budget = Some(gate);
-        }
-    }
-
+    let gate = budget_gate(p, input, budgets)?;
     let ctx = Ctx {
         p,
         input,
         live,
         output_tokens,
         floor,
-        downgrade,
-        remaining_usd,
+        downgrade: gate.downgrade,
+        remaining_usd: gate.remaining_usd,
         cache: RefCell::new(vec![None; p.models.len()]),
     };
-    let mut rejected = Vec::new();
+    match &input.pinned {
+        Some(pin) => ctx.select_pinned(pin, gate.budget),
+        None => ctx.select_by_rules(gate.budget),
+    }
+}
 
-    // A pinned model: that model or nothing.
-    if let Some(pin) = &input.pinned {
+impl Ctx<'_> {
+    /// A pinned model: that model or nothing.
+    fn select_pinned(&self, pin: &str, budget: Option<BudgetAction>) -> Result<Decision, NoRoute> {
+        let (p, input) = (self.p, self.input);
+        let mut rejected = Vec::new();
         let Some(model) = p.find_model(pin) else {
             return Err(NoRoute {
                 rejected,
@@ -704,7 +734,7 @@ pub(crate) fn select(
         let model = model.clone();
         let index = p.by_id.get(&model.id).copied().unwrap_or(usize::MAX);
         let weights = p.weights.get(input.difficulty);
-        let outcome = ctx.check(index, floor, &weights);
+        let outcome = self.check(index, self.floor, &weights);
         let (candidate, relaxed) = match outcome {
             Check::Pass(c) => (c, false),
             Check::SlowOnly(c, _) if p.selection.on_latency_miss == LatencyMiss::BestEffort => {
@@ -735,7 +765,7 @@ pub(crate) fn select(
                 ""
             }
         );
-        return Ok(Decision {
+        Ok(Decision {
             primary: candidate,
             fallbacks: Vec::new(),
             rejected,
@@ -746,148 +776,205 @@ pub(crate) fn select(
             latency_relaxed: relaxed,
             budget,
             escalation: None,
-        });
+        })
     }
 
-    let matching: Vec<usize> = (0..p.rules.len())
-        .filter(|&i| matches(&p.rules[i], input))
-        .collect();
-    let passes: &[bool] = match p.selection.on_latency_miss {
-        LatencyMiss::BestEffort => &[false, true],
-        LatencyMiss::Reject => &[false],
-    };
-    for &relaxed in passes {
-        for (k, &ri) in matching.iter().enumerate() {
-            let mut chain = ctx.evaluate(ri, relaxed, &mut rejected);
-            if chain.is_empty() {
-                continue;
+    /// The first matching rule with a candidate decides, strictly first,
+    /// then (when the policy allows it) with the latency budget relaxed.
+    fn select_by_rules(&self, budget: Option<BudgetAction>) -> Result<Decision, NoRoute> {
+        let p = self.p;
+        let matching: Vec<usize> = (0..p.rules.len())
+            .filter(|&i| matches(&p.rules[i], self.input))
+            .collect();
+        let passes: &[bool] = match p.selection.on_latency_miss {
+            LatencyMiss::BestEffort => &[false, true],
+            LatencyMiss::Reject => &[false],
+        };
+        let mut rejected = Vec::new();
+        for &relaxed in passes {
+            for (k, &ri) in matching.iter().enumerate() {
+                let Some((primary, fallbacks)) =
+                    self.chain(ri, &matching[k + 1..], relaxed, &mut rejected)
+                else {
+                    continue;
+                };
+                rejected.retain(|r| {
+                    r.model != primary.model.id && !fallbacks.iter().any(|f| f.model.id == r.model)
+                });
+                let rule = &p.rules[ri];
+                let escalation = self.escalation(rule, &primary, relaxed);
+                let reason = self.reason(
+                    rule,
+                    &primary,
+                    relaxed,
+                    budget.as_ref(),
+                    escalation.as_ref(),
+                );
+                return Ok(Decision {
+                    primary,
+                    fallbacks,
+                    rejected,
+                    rule: rule.name.clone(),
+                    reason,
+                    difficulty: self.input.difficulty,
+                    weights: self.weights_for(rule),
+                    latency_relaxed: relaxed,
+                    budget,
+                    escalation,
+                });
             }
-            let rule = &p.rules[ri];
-            // Fallbacks: the rest of this rule, then later matching rules.
-            for &later in &matching[k + 1..] {
-                if chain.len() > p.selection.max_fallbacks {
-                    break;
-                }
-                let mut scratch = Vec::new();
-                for c in ctx.evaluate(later, relaxed, &mut scratch) {
-                    if !chain.iter().any(|x| x.model.id == c.model.id) {
-                        chain.push(c);
-                    }
+        }
+        Err(self.no_route(&matching, rejected, budget))
+    }
+
+    /// The primary and fallbacks of rule `rule_index`: the rest of the rule,
+    /// then the candidates of the `later` matching rules, up to the policy's
+    /// fallback limit. `None` when the rule has no candidate.
+    fn chain(
+        &self,
+        rule_index: usize,
+        later: &[usize],
+        relaxed: bool,
+        rejected: &mut Vec<Rejection>,
+    ) -> Option<(Candidate, Vec<Candidate>)> {
+        let max_fallbacks = self.p.selection.max_fallbacks;
+        let mut chain = self.evaluate(rule_index, relaxed, rejected);
+        if chain.is_empty() {
+            return None;
+        }
+        for &later in later {
+            if chain.len() > max_fallbacks {
+                break;
+            }
+            let mut scratch = Vec::new();
+            for c in self.evaluate(later, relaxed, &mut scratch) {
+                if !chain.iter().any(|x| x.model.id == c.model.id) {
+                    chain.push(c);
                 }
             }
-            chain.truncate(p.selection.max_fallbacks + 1);
-            let primary = chain.remove(0);
-            let fallbacks = chain;
-            rejected.retain(|r| {
-                r.model != primary.model.id && !fallbacks.iter().any(|f| f.model.id == r.model)
-            });
-            let escalation = rule.escalate.as_ref().and_then(|esc| {
-                let check = p.escalation.get(&esc.check)?.clone();
-                let weights = ctx.weights_for(rule);
-                esc.to.iter().find_map(|id| {
-                    let &m = p.by_id.get(id)?;
-                    let model = &p.models[m];
-                    if model.id == primary.model.id {
-                        return None;
-                    }
-                    match ctx.check(m, ctx.floor, &weights) {
-                        Check::Pass(to) => Some(Escalation {
-                            check_name: esc.check.clone(),
-                            check: check.clone(),
-                            to,
-                        }),
-                        Check::SlowOnly(to, _) if relaxed => Some(Escalation {
-                            check_name: esc.check.clone(),
-                            check: check.clone(),
-                            to,
-                        }),
-                        _ => None,
-                    }
-                })
-            });
-            let mut reason = rule
-                .reason
-                .as_deref()
-                .map_or_else(|| format!("rule {} matched", rule.name), |t| fill(t, input));
+        }
+        chain.truncate(max_fallbacks + 1);
+        let primary = chain.remove(0);
+        Some((primary, chain))
+    }
+
+    /// The rule's escalation target: the first of its `escalate.to` other
+    /// than the primary that passes the request's hard constraints.
+    fn escalation(&self, rule: &Rule, primary: &Candidate, relaxed: bool) -> Option<Escalation> {
+        let esc = rule.escalate.as_ref()?;
+        let check = self.p.escalation.get(&esc.check)?.clone();
+        let weights = self.weights_for(rule);
+        esc.to.iter().find_map(|id| {
+            let &m = self.p.by_id.get(id)?;
+            let model = &self.p.models[m];
+            if model.id == primary.model.id {
+                return None;
+            }
+            match self.check(m, self.floor, &weights) {
+                Check::Pass(to) => Some(Escalation {
+                    check_name: esc.check.clone(),
+                    check: check.clone(),
+                    to,
+                }),
+                Check::SlowOnly(to, _) if relaxed => Some(Escalation {
+                    check_name: esc.check.clone(),
+                    check: check.clone(),
+                    to,
+                }),
+                _ => None,
+            }
+        })
+    }
+
+    /// Why the rule's primary was chosen, in words.
+    fn reason(
+        &self,
+        rule: &Rule,
+        primary: &Candidate,
+        relaxed: bool,
+        budget: Option<&BudgetAction>,
+        escalation: Option<&Escalation>,
+    ) -> String {
+        let mut reason = rule.reason.as_deref().map_or_else(
+            || format!("rule {} matched", rule.name),
+            |t| fill(t, self.input),
+        );
+        reason.push_str(&format!(
+            "; chose {} (quality {:.2}, ~${:.6}, ~{:.0} ms{})",
+            primary.model.id,
+            primary.quality,
+            primary.expected_cost_usd,
+            primary.expected_latency_ms,
+            if primary.live_latency {
+                " measured"
+            } else {
+                ""
+            }
+        ));
+        if relaxed {
             reason.push_str(&format!(
-                "; chose {} (quality {:.2}, ~${:.6}, ~{:.0} ms{})",
-                primary.model.id,
-                primary.quality,
-                primary.expected_cost_usd,
-                primary.expected_latency_ms,
-                if primary.live_latency {
-                    " measured"
-                } else {
-                    ""
-                }
+                "; no allowed model is expected within {} ms, so this is best effort",
+                self.input.max_latency_ms
             ));
-            if relaxed {
-                reason.push_str(&format!(
-                    "; no allowed model is expected within {} ms, so this is best effort",
-                    input.max_latency_ms
-                ));
-            }
-            if let Some(b) = &budget {
-                if b.action == OnBudget::Downgrade {
-                    reason.push_str(&format!(
-                        "; downgraded: tenant {} is {} its budget",
-                        b.tenant,
-                        match b.level {
-                            BudgetLevel::Near => "near",
-                            BudgetLevel::Over => "over",
-                        }
-                    ));
-                }
-            }
-            if let Some(e) = &escalation {
-                reason.push_str(&format!(
-                    "; escalates to {} if the answer fails check {}",
-                    e.to.model.id, e.check_name
-                ));
-            }
-            return Ok(Decision {
-                primary,
-                fallbacks,
-                rejected,
-                rule: rule.name.clone(),
-                reason,
-                difficulty: input.difficulty,
-                weights: ctx.weights_for(rule),
-                latency_relaxed: relaxed,
-                budget,
-                escalation,
-            });
         }
+        if let Some(b) = budget {
+            if b.action == OnBudget::Downgrade {
+                reason.push_str(&format!(
+                    "; downgraded: tenant {} is {} its budget",
+                    b.tenant,
+                    match b.level {
+                        BudgetLevel::Near => "near",
+                        BudgetLevel::Over => "over",
+                    }
+                ));
+            }
+        }
+        if let Some(e) = escalation {
+            reason.push_str(&format!(
+                "; escalates to {} if the answer fails check {}",
+                e.to.model.id, e.check_name
+            ));
+        }
+        reason
     }
 
-    let reasons: Vec<RejectReason> = rejected.iter().map(|r| r.reason.clone()).collect();
-    let status = status_for(&reasons, p.budgets.reject_status);
-    let message = if matching.is_empty() {
-        format!(
-            "no rule of policy {} matches this {} request",
-            p.origin, input.task
-        )
-    } else if input.private && rejected.iter().all(|r| r.reason == RejectReason::Private) {
-        format!(
-            "no in-cluster model serves {} and the request is private",
-            input.task
-        )
-    } else {
-        let mut m = format!("no model can serve this {} request:", input.task);
-        for r in rejected.iter().take(8) {
-            m.push_str(&format!(" {} {};", r.model, r.reason));
+    /// No rule had a candidate: why, with the most telling status.
+    fn no_route(
+        &self,
+        matching: &[usize],
+        rejected: Vec<Rejection>,
+        budget: Option<BudgetAction>,
+    ) -> NoRoute {
+        let (p, input) = (self.p, self.input);
+        let reasons: Vec<RejectReason> = rejected.iter().map(|r| r.reason.clone()).collect();
+        let status = status_for(&reasons, p.budgets.reject_status);
+        let message = if matching.is_empty() {
+            format!(
+                "no rule of policy {} matches this {} request",
+                p.origin, input.task
+            )
+        } else if input.private && rejected.iter().all(|r| r.reason == RejectReason::Private) {
+            format!(
+                "no in-cluster model serves {} and the request is private",
+                input.task
+            )
+        } else {
+            let mut m = format!("no model can serve this {} request:", input.task);
+            for r in rejected.iter().take(8) {
+                m.push_str(&format!(" {} {};", r.model, r.reason));
+            }
+            if rejected.len() > 8 {
+                m.push_str(&format!(" and {} more", rejected.len() - 8));
+            }
+            m.trim_end_matches(';').to_owned()
+        };
+        NoRoute {
+            rejected,
+            message,
+            status,
+            budget,
         }
-        if rejected.len() > 8 {
-            m.push_str(&format!(" and {} more", rejected.len() - 8));
-        }
-        m.trim_end_matches(';').to_owned()
-    };
-    Err(NoRoute {
-        rejected,
-        message,
-        status,
-        budget,
-    })
+    }
 }
 
 /// 503 when an open breaker kept out a model that passed the request's
