@@ -405,6 +405,50 @@ fn is_option_line(line: &str) -> bool {
     }
 }
 
+/// Counts over the characters, lines and words read.
+#[derive(Default)]
+struct Counts {
+    words: usize,
+    word_chars: usize,
+    long_words: usize,
+    chars: usize,
+    digits: usize,
+    letters: usize,
+    uppers: usize,
+    puncts: usize,
+    non_ascii: usize,
+    questions: usize,
+    colons: usize,
+    quotes: bool,
+    sentences: usize,
+    code_marks: usize,
+    math_marks: usize,
+    lines: usize,
+    option_lines: usize,
+    mid_capitals: usize,
+    cues: [usize; 5],
+    short_list_items: usize,
+    or_choices: usize,
+}
+
+/// The hashed features, one namespace each.
+#[derive(Default)]
+struct Grams {
+    unigrams: Bucketed,
+    bigrams: Bucketed,
+    char4: Bucketed,
+    firsts: Bucketed,
+    lasts: Bucketed,
+    edges: Bucketed,
+}
+
+/// The first two tokens of the head and the last token read.
+#[derive(Default)]
+struct EdgeTokens<'t> {
+    first: Vec<&'t str>,
+    last: Option<&'t str>,
+}
+
 /// Extracts the feature vector of `text`. Never panics; any text, including
 /// an empty one, gives a vector of finite values.
 pub fn extract(text: &str) -> SparseFeatures {
@@ -413,168 +457,188 @@ pub fn extract(text: &str) -> SparseFeatures {
     let lower_tail = tail.to_lowercase();
     let parts: [(&str, &str); 2] = [(head, &lower_head), (tail, &lower_tail)];
 
-    let mut words = 0usize;
-    let mut word_chars = 0usize;
-    let mut long_words = 0usize;
-    let mut chars = 0usize;
-    let mut digits = 0usize;
-    let mut letters = 0usize;
-    let mut uppers = 0usize;
-    let mut puncts = 0usize;
-    let mut non_ascii = 0usize;
-    let mut questions = 0usize;
-    let mut colons = 0usize;
-    let mut quotes = false;
-    let mut sentences = 0usize;
-    let mut code_marks = 0usize;
-    let mut math_marks = 0usize;
-    let mut lines = 0usize;
-    let mut option_lines = 0usize;
-    let mut mid_capitals = 0usize;
-    let mut cues = [0usize; 5];
-
-    let mut unigrams = Bucketed::default();
-    let mut bigrams = Bucketed::default();
-    let mut char4 = Bucketed::default();
-    let mut firsts = Bucketed::default();
-    let mut lasts = Bucketed::default();
-    let mut edges = Bucketed::default();
-    let mut short_list_items = 0usize;
-    let mut or_choices = 0usize;
-    let mut first_tokens: Vec<&str> = Vec::with_capacity(2);
-    let mut last_token: Option<&str> = None;
-
+    let mut counts = Counts::default();
+    let mut grams = Grams::default();
+    let mut tokens = EdgeTokens::default();
     for (part, (original, lower)) in parts.into_iter().enumerate() {
         if original.is_empty() {
             continue;
         }
-        for c in original.chars() {
-            chars += 1;
-            if c.is_ascii_digit() {
-                digits += 1;
-            }
-            if c.is_alphabetic() {
-                letters += 1;
-                if c.is_uppercase() {
-                    uppers += 1;
-                }
-            }
-            if c.is_ascii_punctuation() {
-                puncts += 1;
-            }
-            if !c.is_ascii() {
-                non_ascii += 1;
-            }
-            match c {
-                '?' => questions += 1,
-                ':' => colons += 1,
-                '"' | '“' | '”' | '«' | '»' => quotes = true,
-                '.' | '!' => sentences += 1,
-                '{' | '}' | ';' | '<' | '>' | '[' | ']' | '_' | '|' | '`' => code_marks += 1,
-                '=' | '+' | '*' | '/' | '^' | '√' | '∑' | '∫' | '≤' | '≥' | '≠' | '±' | '×'
-                | '÷' | 'π' => math_marks += 1,
-                _ => {}
-            }
-        }
-        let mut part_lines = 0usize;
-        for line in original.lines() {
-            lines += 1;
-            part_lines += 1;
-            if is_option_line(line) {
-                option_lines += 1;
-            }
-            short_list_items = short_list_items.max(short_items(line));
-        }
-        if part_lines > 1 {
-            let non_empty = || lower.lines().filter(|l| !l.trim().is_empty());
-            let edge_lines = [
-                if part == 0 { non_empty().next() } else { None },
-                non_empty().next_back(),
-            ];
-            for line in edge_lines.into_iter().flatten() {
-                for token in line
-                    .split(|c: char| !c.is_alphanumeric())
-                    .filter(|t| !t.is_empty())
-                {
-                    let mut h = Fnv::new(Namespace::EdgeLine);
-                    h.token(token);
-                    edges.push(h);
-                }
-            }
-        }
-        // Capitalised words that do not open a sentence: names and terms.
-        let mut after_stop = true;
-        for w in original.split_whitespace() {
-            if !after_stop && w.chars().next().is_some_and(char::is_uppercase) {
-                mid_capitals += 1;
-            }
-            after_stop = w.ends_with(['.', '!', '?', ':']);
-        }
+        count_chars(&mut counts, original);
+        read_lines(&mut counts, &mut grams.edges, part, original, lower);
+        count_mid_capitals(&mut counts, original);
+        read_tokens(&mut counts, &mut grams, &mut tokens, part, lower);
+    }
+    position_grams(&mut grams, &tokens);
 
-        let mut previous: Option<&str> = None;
-        for token in lower
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|t| !t.is_empty())
-        {
-            words += 1;
-            if token == "or" {
-                or_choices += 1;
+    let first = tokens.first.first().copied();
+    let dense = dense_features(
+        text,
+        (head, tail),
+        (&lower_head, &lower_tail),
+        &counts,
+        first,
+    );
+    assemble(dense, grams)
+}
+
+/// Character classes and marks.
+fn count_chars(counts: &mut Counts, original: &str) {
+    for c in original.chars() {
+        counts.chars += 1;
+        if c.is_ascii_digit() {
+            counts.digits += 1;
+        }
+        if c.is_alphabetic() {
+            counts.letters += 1;
+            if c.is_uppercase() {
+                counts.uppers += 1;
             }
-            let n = token.chars().count();
-            word_chars += n;
-            if n >= 9 {
-                long_words += 1;
-            }
-            if let Some(mask) = CUES.get(token) {
-                for (slot, count) in cues.iter_mut().enumerate() {
-                    if mask & (1 << slot) != 0 {
-                        *count += 1;
-                    }
-                }
-            }
-            let mut h = Fnv::new(Namespace::Word);
-            h.token(token);
-            unigrams.push(h);
-            if let Some(p) = previous {
-                let mut h = Fnv::new(Namespace::Bigram);
-                h.token(p);
-                h.byte(b' ');
-                h.token(token);
-                bigrams.push(h);
-            }
-            char_grams(token, &mut char4);
-            if part == 0 && first_tokens.len() < 2 {
-                first_tokens.push(token);
-            }
-            last_token = Some(token);
-            previous = Some(token);
+        }
+        if c.is_ascii_punctuation() {
+            counts.puncts += 1;
+        }
+        if !c.is_ascii() {
+            counts.non_ascii += 1;
+        }
+        match c {
+            '?' => counts.questions += 1,
+            ':' => counts.colons += 1,
+            '"' | '“' | '”' | '«' | '»' => counts.quotes = true,
+            '.' | '!' => counts.sentences += 1,
+            '{' | '}' | ';' | '<' | '>' | '[' | ']' | '_' | '|' | '`' => counts.code_marks += 1,
+            '=' | '+' | '*' | '/' | '^' | '√' | '∑' | '∫' | '≤' | '≥' | '≠' | '±' | '×' | '÷'
+            | 'π' => counts.math_marks += 1,
+            _ => {}
         }
     }
+}
 
-    let first = first_tokens.first().copied();
-    if let Some(f) = first {
+/// Lines, option lines and short lists; the words of the first (head only)
+/// and last non-empty lines of a multi-line part.
+fn read_lines(counts: &mut Counts, edges: &mut Bucketed, part: usize, original: &str, lower: &str) {
+    let mut part_lines = 0usize;
+    for line in original.lines() {
+        counts.lines += 1;
+        part_lines += 1;
+        if is_option_line(line) {
+            counts.option_lines += 1;
+        }
+        counts.short_list_items = counts.short_list_items.max(short_items(line));
+    }
+    if part_lines > 1 {
+        let non_empty = || lower.lines().filter(|l| !l.trim().is_empty());
+        let edge_lines = [
+            if part == 0 { non_empty().next() } else { None },
+            non_empty().next_back(),
+        ];
+        for line in edge_lines.into_iter().flatten() {
+            for token in line
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|t| !t.is_empty())
+            {
+                let mut h = Fnv::new(Namespace::EdgeLine);
+                h.token(token);
+                edges.push(h);
+            }
+        }
+    }
+}
+
+/// Capitalised words that do not open a sentence: names and terms.
+fn count_mid_capitals(counts: &mut Counts, original: &str) {
+    let mut after_stop = true;
+    for w in original.split_whitespace() {
+        if !after_stop && w.chars().next().is_some_and(char::is_uppercase) {
+            counts.mid_capitals += 1;
+        }
+        after_stop = w.ends_with(['.', '!', '?', ':']);
+    }
+}
+
+/// Word counts, cue words, and the word, bigram and character 4-gram
+/// hashes; remembers the first and last tokens.
+fn read_tokens<'t>(
+    counts: &mut Counts,
+    grams: &mut Grams,
+    tokens: &mut EdgeTokens<'t>,
+    part: usize,
+    lower: &'t str,
+) {
+    let mut previous: Option<&str> = None;
+    for token in lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+    {
+        counts.words += 1;
+        if token == "or" {
+            counts.or_choices += 1;
+        }
+        let n = token.chars().count();
+        counts.word_chars += n;
+        if n >= 9 {
+            counts.long_words += 1;
+        }
+        if let Some(mask) = CUES.get(token) {
+            for (slot, count) in counts.cues.iter_mut().enumerate() {
+                if mask & (1 << slot) != 0 {
+                    *count += 1;
+                }
+            }
+        }
+        let mut h = Fnv::new(Namespace::Word);
+        h.token(token);
+        grams.unigrams.push(h);
+        if let Some(p) = previous {
+            let mut h = Fnv::new(Namespace::Bigram);
+            h.token(p);
+            h.byte(b' ');
+            h.token(token);
+            grams.bigrams.push(h);
+        }
+        char_grams(token, &mut grams.char4);
+        if part == 0 && tokens.first.len() < 2 {
+            tokens.first.push(token);
+        }
+        tokens.last = Some(token);
+        previous = Some(token);
+    }
+}
+
+/// The first token, first pair and last token hashes.
+fn position_grams(grams: &mut Grams, tokens: &EdgeTokens<'_>) {
+    if let Some(f) = tokens.first.first().copied() {
         let mut h = Fnv::new(Namespace::First);
         h.token(f);
-        firsts.push(h);
-        if let Some(s) = first_tokens.get(1) {
+        grams.firsts.push(h);
+        if let Some(s) = tokens.first.get(1) {
             let mut h = Fnv::new(Namespace::FirstPair);
             h.token(f);
             h.byte(b' ');
             h.token(s);
-            firsts.push(h);
+            grams.firsts.push(h);
         }
     }
-    if let Some(l) = last_token {
+    if let Some(l) = tokens.last {
         let mut h = Fnv::new(Namespace::Last);
         h.token(l);
-        lasts.push(h);
+        grams.lasts.push(h);
     }
+}
 
+/// The dense features, in their fixed order.
+fn dense_features(
+    text: &str,
+    (head, tail): (&str, &str),
+    (lower_head, lower_tail): (&str, &str),
+    c: &Counts,
+    first: Option<&str>,
+) -> [f32; DENSE_DIM] {
     let trimmed_end = if tail.is_empty() { head } else { tail }.trim_end();
     let lower_all_end = if tail.is_empty() {
-        &lower_head
+        lower_head
     } else {
-        &lower_tail
+        lower_tail
     };
     let starts_with = |list: &[&str]| first.is_some_and(|f| list.contains(&f));
     let has_latex = head.contains("\\frac")
@@ -590,44 +654,54 @@ pub fn extract(text: &str) -> SparseFeatures {
         || lower_head.contains("categories:")
         || lower_head.contains("one of:")
         || lower_head.contains("one of the following");
-
-    let dense: [f32; DENSE_DIM] = [
+    [
         ((text.len() as f32).ln_1p()) / 8.0,
-        ln1p(words) / 6.0,
-        ln1p(lines) / 4.0,
-        frac(word_chars, words) / 10.0,
-        frac(digits, chars),
-        frac(uppers, letters),
-        frac(puncts, chars),
-        frac(non_ascii, chars),
-        frac(long_words, words),
-        ln1p(questions),
+        ln1p(c.words) / 6.0,
+        ln1p(c.lines) / 4.0,
+        frac(c.word_chars, c.words) / 10.0,
+        frac(c.digits, c.chars),
+        frac(c.uppers, c.letters),
+        frac(c.puncts, c.chars),
+        frac(c.non_ascii, c.chars),
+        frac(c.long_words, c.words),
+        ln1p(c.questions),
         flag(trimmed_end.ends_with('?')),
         flag(starts_with(WH_WORDS)),
         flag(starts_with(AUXILIARIES)),
         flag(starts_with(IMPERATIVES)),
-        ln1p(option_lines),
+        ln1p(c.option_lines),
         flag(has_answer_cue),
         flag(head.contains("```")),
-        ln1p(code_marks),
-        ln1p(math_marks),
+        ln1p(c.code_marks),
+        ln1p(c.math_marks),
         flag(has_latex),
-        ln1p(cues[0]),
-        ln1p(cues[1]),
-        ln1p(cues[2]),
-        ln1p(cues[3]),
-        ln1p(cues[4]),
-        ln1p(colons),
-        flag(quotes),
-        ln1p(sentences),
-        frac(mid_capitals, words),
+        ln1p(c.cues[0]),
+        ln1p(c.cues[1]),
+        ln1p(c.cues[2]),
+        ln1p(c.cues[3]),
+        ln1p(c.cues[4]),
+        ln1p(c.colons),
+        flag(c.quotes),
+        ln1p(c.sentences),
+        frac(c.mid_capitals, c.words),
         flag(has_label_list),
-        ln1p(short_list_items),
-        ln1p(or_choices),
-    ];
+        ln1p(c.short_list_items),
+        ln1p(c.or_choices),
+    ]
+}
 
+/// The dense features, then each namespace's hashes normalised and merged,
+/// zeros and non-finite values left out.
+fn assemble(dense: [f32; DENSE_DIM], grams: Grams) -> SparseFeatures {
     let mut hashed: Vec<(usize, f32)> = Vec::new();
-    for ns in [unigrams, bigrams, char4, firsts, lasts, edges] {
+    for ns in [
+        grams.unigrams,
+        grams.bigrams,
+        grams.char4,
+        grams.firsts,
+        grams.lasts,
+        grams.edges,
+    ] {
         hashed.extend(ns.normalised());
     }
     let hashed = merge(&mut hashed);
