@@ -213,6 +213,31 @@ impl RouteRequest {
 
     /// Applies defaults and checks every field.
     pub fn validate(self) -> Result<ValidRequest, InvalidRequest> {
+        let max_latency_ms = self.check_limits()?;
+        let messages = request_messages(self.prompt, self.messages)?;
+        let inputs = embed_inputs(self.input)?;
+        let task = self.task;
+        check_content_for_task(task, &messages, &inputs)?;
+        Ok(ValidRequest {
+            task,
+            messages,
+            inputs,
+            max_latency_ms,
+            private: self.private,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            stop: self.stop,
+            tenant: self.tenant,
+            max_cost_usd: self.max_cost_usd,
+            quality: self.quality,
+            pinned: self.model.filter(|m| m != "auto"),
+            difficulty: self.difficulty,
+            stream: self.stream,
+        })
+    }
+
+    /// The scalar limits and options; the latency budget, defaulted.
+    fn check_limits(&self) -> Result<u64, InvalidRequest> {
         let max_latency_ms = self.max_latency_ms.unwrap_or(DEFAULT_MAX_LATENCY_MS);
         if max_latency_ms == 0 || max_latency_ms > MAX_LATENCY_MS_LIMIT {
             return Err(InvalidRequest::field(
@@ -243,13 +268,7 @@ impl RouteRequest {
                 "quality must be between 0 and 1",
             ));
         }
-        if self.tenant.as_deref().is_some_and(|t| {
-            t.is_empty()
-                || t.len() > 64
-                || !t
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        }) {
+        if self.tenant.as_deref().is_some_and(|t| !valid_tenant(t)) {
             return Err(InvalidRequest::field(
                 "tenant",
                 "tenant must be 1 to 64 characters of letters, digits, '-', '_' or '.'",
@@ -267,88 +286,102 @@ impl RouteRequest {
                 "max_tokens must be at least 1",
             ));
         }
-        let messages = match (self.prompt, self.messages) {
-            (Some(_), Some(_)) => {
-                return Err(InvalidRequest::field(
-                    "prompt",
-                    "send either prompt or messages, not both",
-                ));
-            }
-            (Some(prompt), None) => vec![Message::user(prompt)],
-            (None, Some(messages)) => messages,
-            (None, None) => Vec::new(),
-        };
-        for (i, m) in messages.iter().enumerate() {
-            if m.content.trim().is_empty() {
-                let param = if messages.len() == 1 && i == 0 {
-                    "prompt".to_owned()
-                } else {
-                    format!("messages[{i}].content")
-                };
-                return Err(InvalidRequest::field(&param, "content must not be empty"));
-            }
-        }
-        let inputs = self.input.unwrap_or_default();
-        if inputs.len() > MAX_EMBED_INPUTS {
-            return Err(InvalidRequest::field(
-                "input",
-                format!("at most {MAX_EMBED_INPUTS} inputs per request"),
-            ));
-        }
-        if inputs.iter().any(|s| s.is_empty()) {
-            return Err(InvalidRequest::field(
-                "input",
-                "inputs must not be empty strings",
-            ));
-        }
-        let task = self.task;
-        match task {
-            Some(Task::Embed) => {
-                if inputs.is_empty() && messages.is_empty() {
-                    return Err(InvalidRequest::field(
-                        "input",
-                        "task embed needs input (a string or an array of strings) or prompt",
-                    ));
-                }
-            }
-            _ => {
-                if !inputs.is_empty() {
-                    return Err(InvalidRequest::field(
-                        "input",
-                        "input is only for task embed; send prompt or messages",
-                    ));
-                }
-                if messages.is_empty() {
-                    return Err(InvalidRequest::field(
-                        "prompt",
-                        "a prompt or messages is required",
-                    ));
-                }
-                if !messages.iter().any(|m| m.role == Role::User) {
-                    return Err(InvalidRequest::field(
-                        "messages",
-                        "messages must contain at least one user message",
-                    ));
-                }
-            }
-        }
-        Ok(ValidRequest {
-            task,
-            messages,
-            inputs,
-            max_latency_ms,
-            private: self.private,
-            max_tokens: self.max_tokens,
-            temperature: self.temperature,
-            stop: self.stop,
-            tenant: self.tenant,
-            max_cost_usd: self.max_cost_usd,
-            quality: self.quality,
-            pinned: self.model.filter(|m| m != "auto"),
-            difficulty: self.difficulty,
-            stream: self.stream,
-        })
+        Ok(max_latency_ms)
     }
+}
+
+/// 1 to 64 characters of ASCII letters, digits, `-`, `_` or `.`.
+fn valid_tenant(tenant: &str) -> bool {
+    !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The conversation: `prompt` as one user message, or `messages`; none of
+/// them empty.
+fn request_messages(
+    prompt: Option<String>,
+    messages: Option<Vec<Message>>,
+) -> Result<Vec<Message>, InvalidRequest> {
+    let messages = match (prompt, messages) {
+        (Some(_), Some(_)) => {
+            return Err(InvalidRequest::field(
+                "prompt",
+                "send either prompt or messages, not both",
+            ));
+        }
+        (Some(prompt), None) => vec![Message::user(prompt)],
+        (None, Some(messages)) => messages,
+        (None, None) => Vec::new(),
+    };
+    for (i, m) in messages.iter().enumerate() {
+        if m.content.trim().is_empty() {
+            let param = if messages.len() == 1 && i == 0 {
+                "prompt".to_owned()
+            } else {
+                format!("messages[{i}].content")
+            };
+            return Err(InvalidRequest::field(&param, "content must not be empty"));
+        }
+    }
+    Ok(messages)
+}
+
+/// The texts to embed: at most [`MAX_EMBED_INPUTS`], none empty.
+fn embed_inputs(input: Option<Vec<String>>) -> Result<Vec<String>, InvalidRequest> {
+    let inputs = input.unwrap_or_default();
+    if inputs.len() > MAX_EMBED_INPUTS {
+        return Err(InvalidRequest::field(
+            "input",
+            format!("at most {MAX_EMBED_INPUTS} inputs per request"),
+        ));
+    }
+    if inputs.iter().any(|s| s.is_empty()) {
+        return Err(InvalidRequest::field(
+            "input",
+            "inputs must not be empty strings",
+        ));
+    }
+    Ok(inputs)
+}
+
+/// Embeddings need texts; every other task a conversation with a user
+/// message and no `input`.
+fn check_content_for_task(
+    task: Option<Task>,
+    messages: &[Message],
+    inputs: &[String],
+) -> Result<(), InvalidRequest> {
+    if task == Some(Task::Embed) {
+        if inputs.is_empty() && messages.is_empty() {
+            return Err(InvalidRequest::field(
+                "input",
+                "task embed needs input (a string or an array of strings) or prompt",
+            ));
+        }
+        return Ok(());
+    }
+    if !inputs.is_empty() {
+        return Err(InvalidRequest::field(
+            "input",
+            "input is only for task embed; send prompt or messages",
+        ));
+    }
+    if messages.is_empty() {
+        return Err(InvalidRequest::field(
+            "prompt",
+            "a prompt or messages is required",
+        ));
+    }
+    if !messages.iter().any(|m| m.role == Role::User) {
+        return Err(InvalidRequest::field(
+            "messages",
+            "messages must contain at least one user message",
+        ));
+    }
+    Ok(())
 }
 
 /// The routing decision as the caller sees it: the rule, why, the model
