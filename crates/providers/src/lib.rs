@@ -11,22 +11,67 @@
 //! methods only send.
 //!
 //! [`pool`] balances calls over several endpoints serving one model.
+//!
+//! # Features
+//!
+//! One cargo feature per provider family, all on by default: `ollama`,
+//! `openai` (Groq, OpenAI, OpenRouter, DeepSeek, Mistral, vLLM), `google`
+//! (Vertex AI and Gemini; the only one that needs `google-auth`),
+//! `anthropic` and `bedrock` (the only one that needs `aws-sigv4` and
+//! `aws-eventstream`). At least one must be on.
+//!
+//! A build without a family does not know its providers: its client module
+//! and its [`Provider`] variant are left out, and [`Providers::get`]
+//! answers `None` for its names, as for any unknown provider. Its settings
+//! are not an error, since an environment shared by several functions may
+//! carry them for the others, but [`Providers::from_env`] logs each one it
+//! finds (variable or secret) at warn level, naming the feature that would
+//! use it, so that a setting is never dropped without a word.
+//!
+//! Each family alone must build and pass clippy; CI-able checks:
+//!
+//! ```text
+//! for f in ollama openai google anthropic bedrock; do
+//!     cargo clippy -p providers --no-default-features --features $f --all-targets -- -D warnings
+//! done
+//! ```
 
+#[cfg(not(any(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+)))]
+compile_error!("enable at least one provider family: ollama, openai, google, anthropic or bedrock");
+
+#[cfg(feature = "anthropic")]
 pub mod anthropic;
+#[cfg(feature = "bedrock")]
 pub mod bedrock;
 mod classify;
 mod config;
 mod error;
+#[cfg(feature = "google")]
 pub mod google;
 #[cfg(test)]
 mod loopback;
+#[cfg(feature = "ollama")]
 pub mod ollama;
+#[cfg(feature = "openai")]
 pub mod openai;
 pub mod pool;
 mod retry_after;
 mod stream;
 mod transport;
-#[cfg(test)]
+#[cfg(all(
+    test,
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 mod wire_tests;
 
 use std::pin::Pin;
@@ -80,14 +125,19 @@ pub enum ProviderKind {
 #[derive(Debug)]
 pub enum Provider {
     /// Ollama.
+    #[cfg(feature = "ollama")]
     Ollama(ollama::Ollama),
     /// groq, openai, openrouter, deepseek, mistral, vllm.
+    #[cfg(feature = "openai")]
     OpenAiCompatible(openai::OpenAiCompatible),
     /// vertex or gemini.
+    #[cfg(feature = "google")]
     Google(google::Gemini),
     /// anthropic.
+    #[cfg(feature = "anthropic")]
     Anthropic(anthropic::Anthropic),
     /// bedrock.
+    #[cfg(feature = "bedrock")]
     Bedrock(bedrock::Bedrock),
 }
 
@@ -95,10 +145,15 @@ impl Provider {
     /// The configured name (`groq`, `openai`, ...), used as metric label.
     pub fn name(&self) -> &str {
         match self {
+            #[cfg(feature = "ollama")]
             Provider::Ollama(p) => p.name(),
+            #[cfg(feature = "openai")]
             Provider::OpenAiCompatible(p) => p.name(),
+            #[cfg(feature = "google")]
             Provider::Google(p) => p.name(),
+            #[cfg(feature = "anthropic")]
             Provider::Anthropic(p) => p.name(),
+            #[cfg(feature = "bedrock")]
             Provider::Bedrock(p) => p.name(),
         }
     }
@@ -106,10 +161,15 @@ impl Provider {
     /// The protocol family.
     pub fn kind(&self) -> ProviderKind {
         match self {
+            #[cfg(feature = "ollama")]
             Provider::Ollama(_) => ProviderKind::Ollama,
+            #[cfg(feature = "openai")]
             Provider::OpenAiCompatible(_) => ProviderKind::OpenAiCompatible,
+            #[cfg(feature = "google")]
             Provider::Google(p) => p.kind(),
+            #[cfg(feature = "anthropic")]
             Provider::Anthropic(_) => ProviderKind::Anthropic,
+            #[cfg(feature = "bedrock")]
             Provider::Bedrock(_) => ProviderKind::Bedrock,
         }
     }
@@ -117,11 +177,16 @@ impl Provider {
     /// Where the provider runs.
     pub fn locality(&self) -> Locality {
         match self {
+            #[cfg(feature = "ollama")]
             Provider::Ollama(p) => p.locality(),
+            #[cfg(feature = "openai")]
             Provider::OpenAiCompatible(p) => p.locality(),
-            Provider::Google(_) | Provider::Anthropic(_) | Provider::Bedrock(_) => {
-                Locality::External
-            }
+            #[cfg(feature = "google")]
+            Provider::Google(_) => Locality::External,
+            #[cfg(feature = "anthropic")]
+            Provider::Anthropic(_) => Locality::External,
+            #[cfg(feature = "bedrock")]
+            Provider::Bedrock(_) => Locality::External,
         }
     }
 
@@ -142,10 +207,15 @@ impl Provider {
     ) -> Result<ChatResponse, ProviderError> {
         let call = async {
             match self {
+                #[cfg(feature = "ollama")]
                 Provider::Ollama(p) => p.chat(req, cx).await,
+                #[cfg(feature = "openai")]
                 Provider::OpenAiCompatible(p) => p.chat(req, cx).await,
+                #[cfg(feature = "google")]
                 Provider::Google(p) => p.chat(req, cx).await,
+                #[cfg(feature = "anthropic")]
                 Provider::Anthropic(p) => p.chat(req, cx).await,
+                #[cfg(feature = "bedrock")]
                 Provider::Bedrock(p) => p.chat(req, cx).await,
             }
         };
@@ -160,10 +230,15 @@ impl Provider {
     ) -> Result<ChatStream, ProviderError> {
         let call = async {
             match self {
+                #[cfg(feature = "ollama")]
                 Provider::Ollama(p) => p.chat_stream(req, cx).await,
+                #[cfg(feature = "openai")]
                 Provider::OpenAiCompatible(p) => p.chat_stream(req, cx).await,
+                #[cfg(feature = "google")]
                 Provider::Google(p) => p.chat_stream(req, cx).await,
+                #[cfg(feature = "anthropic")]
                 Provider::Anthropic(p) => p.chat_stream(req, cx).await,
+                #[cfg(feature = "bedrock")]
                 Provider::Bedrock(p) => p.chat_stream(req, cx).await,
             }
         };
@@ -178,10 +253,15 @@ impl Provider {
     ) -> Result<EmbedResponse, ProviderError> {
         let call = async {
             match self {
+                #[cfg(feature = "ollama")]
                 Provider::Ollama(p) => p.embed(req, cx).await,
+                #[cfg(feature = "openai")]
                 Provider::OpenAiCompatible(p) => p.embed(req, cx).await,
+                #[cfg(feature = "google")]
                 Provider::Google(p) => p.embed(req, cx).await,
+                #[cfg(feature = "anthropic")]
                 Provider::Anthropic(p) => p.embed(req, cx).await,
+                #[cfg(feature = "bedrock")]
                 Provider::Bedrock(p) => p.embed(req, cx).await,
             }
         };

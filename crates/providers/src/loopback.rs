@@ -2,12 +2,47 @@
 //! each connection gets one canned answer chosen by a handler that sees the
 //! received request.
 
+#[cfg(all(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 use std::sync::{Arc, Mutex};
 
+#[cfg(all(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 use http::HeaderMap;
+#[cfg(all(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+#[cfg(all(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 use tokio::net::TcpListener;
 
+#[cfg(all(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 /// A request as the server received it.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -21,6 +56,13 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
+#[cfg(all(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 /// What to answer.
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -30,6 +72,13 @@ pub enum Reply {
     Silent,
 }
 
+#[cfg(all(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 /// A running server; requests are recorded in order.
 pub struct Server {
     /// `http://127.0.0.1:port`.
@@ -38,6 +87,13 @@ pub struct Server {
     pub received: Arc<Mutex<Vec<Received>>>,
 }
 
+#[cfg(all(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 /// Starts a server answering with `handler`.
 pub async fn serve(handler: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -79,6 +135,13 @@ pub async fn serve(handler: impl Fn(&Received) -> Reply + Send + Sync + 'static)
     Server { url, received }
 }
 
+#[cfg(all(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Received> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];

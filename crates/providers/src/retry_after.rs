@@ -2,13 +2,37 @@
 //! `x-ratelimit-reset-*` (Go durations), Google `retryDelay`, and the
 //! "try again in 5.3s" hint in OpenAI/Groq messages.
 
+#[cfg(any(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic"
+))]
 use std::time::Duration;
 
+#[cfg(any(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic"
+))]
 use http::HeaderMap;
 
+#[cfg(any(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic"
+))]
 /// The longest wait taken from a provider hint; longer hints are clamped.
 const MAX_HINT: Duration = Duration::from_secs(24 * 3600);
 
+#[cfg(any(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic"
+))]
 /// `retry-after-ms` (milliseconds), else `retry-after` (seconds). HTTP-date
 /// values are ignored; non-positive values count as absent.
 pub fn from_headers(headers: &HeaderMap) -> Option<Duration> {
@@ -21,6 +45,7 @@ pub fn from_headers(headers: &HeaderMap) -> Option<Duration> {
         .and_then(positive)
 }
 
+#[cfg(feature = "openai")]
 /// `x-ratelimit-reset-tokens` / `-requests` for whichever limit is spent
 /// (remaining = 0); the longer one when both are.
 pub fn from_ratelimit_reset(headers: &HeaderMap) -> Option<Duration> {
@@ -32,6 +57,7 @@ pub fn from_ratelimit_reset(headers: &HeaderMap) -> Option<Duration> {
         .max()
 }
 
+#[cfg(feature = "openai")]
 /// "Please try again in 5.289s" / "in 300ms" / "in 1m2.5s" inside a message.
 pub fn from_message(message: &str) -> Option<Duration> {
     let lower = message.to_ascii_lowercase();
@@ -43,6 +69,7 @@ pub fn from_message(message: &str) -> Option<Duration> {
     parse_go_duration(rest[..end].trim_end_matches('.'))
 }
 
+#[cfg(any(feature = "openai", feature = "google"))]
 /// A Go-style duration: `12ms`, `1s`, `6m0s`, `2m59.56s`, `1h2m`. Also a
 /// protobuf JSON duration such as `37s` or `1.5s`.
 pub fn parse_go_duration(text: &str) -> Option<Duration> {
@@ -83,15 +110,33 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
     }
 }
 
+#[cfg(any(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic"
+))]
 fn parse_number(text: &str) -> Option<f64> {
     text.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
+#[cfg(any(
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic"
+))]
 fn positive(seconds: f64) -> Option<Duration> {
     (seconds > 0.0).then(|| Duration::from_secs_f64(seconds).min(MAX_HINT))
 }
 
-#[cfg(test)]
+#[cfg(all(
+    test,
+    feature = "ollama",
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic"
+))]
 mod tests {
     use super::*;
     use http::HeaderValue;

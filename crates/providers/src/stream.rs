@@ -5,13 +5,17 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+#[cfg(feature = "ollama")]
+use bytes::BytesMut;
+#[cfg(any(feature = "openai", feature = "google", feature = "anthropic"))]
 use eventsource_stream::{Event, EventStreamError, Eventsource as _};
 use futures_util::{Stream, StreamExt as _, stream};
 use tokio::time::{Instant, timeout_at};
 
 use super::transport::transport_error;
 use super::{ChatChunk, ChatStream, ProviderError};
+#[cfg(feature = "bedrock")]
 use aws_eventstream::{Message, MessageDecoder};
 
 /// A stream that sends nothing for this long is abandoned with
@@ -46,6 +50,7 @@ pub fn response_bytes(response: reqwest::Response) -> ByteStream {
     Box::pin(response.bytes_stream().map(|r| r.map_err(transport_error)))
 }
 
+#[cfg(any(feature = "openai", feature = "google", feature = "anthropic"))]
 /// Server-sent events of a byte stream (comments skipped, `\r\n` handled).
 pub fn sse_frames(bytes: ByteStream) -> impl Stream<Item = Result<Event, ProviderError>> + Send {
     bytes.eventsource().map(|r| {
@@ -61,6 +66,7 @@ pub fn sse_frames(bytes: ByteStream) -> impl Stream<Item = Result<Event, Provide
     })
 }
 
+#[cfg(feature = "ollama")]
 /// Non-empty `\n`-terminated lines of a byte stream; a last line without
 /// `\n` is emitted at the end.
 pub fn ndjson_frames(bytes: ByteStream) -> impl Stream<Item = Result<Bytes, ProviderError>> + Send {
@@ -111,6 +117,7 @@ pub fn ndjson_frames(bytes: ByteStream) -> impl Stream<Item = Result<Bytes, Prov
     })
 }
 
+#[cfg(feature = "ollama")]
 fn trim_line(line: Bytes) -> Bytes {
     let mut end = line.len();
     while end > 0 && matches!(line[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
@@ -119,6 +126,7 @@ fn trim_line(line: Bytes) -> Bytes {
     line.slice(..end)
 }
 
+#[cfg(feature = "bedrock")]
 /// AWS event-stream messages of a byte stream.
 pub fn eventstream_frames(
     bytes: ByteStream,
@@ -307,7 +315,7 @@ pub mod testing {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "ollama"))]
 mod tests {
     use super::testing::*;
     use super::*;
@@ -429,6 +437,12 @@ mod tests {
         }
         assert_eq!(deltas, 3);
     }
+}
+
+#[cfg(all(test, feature = "bedrock"))]
+mod eventstream_tests {
+    use super::testing::*;
+    use super::*;
 
     #[test]
     fn a_frame_cut_inside_an_event_stream_is_a_transport_error() {

@@ -7,6 +7,12 @@ use http::{HeaderMap, Method, StatusCode};
 use tokio::time::{Instant, timeout_at};
 
 use super::ProviderError;
+#[cfg(any(
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 use secrets::Secret;
 
 /// A fully built request: what the pure builders return and the thin
@@ -50,6 +56,12 @@ pub fn json_content_type() -> (HeaderName, HeaderValue) {
     (CONTENT_TYPE, HeaderValue::from_static("application/json"))
 }
 
+#[cfg(any(
+    feature = "openai",
+    feature = "google",
+    feature = "anthropic",
+    feature = "bedrock"
+))]
 /// A header whose value is a secret, marked sensitive.
 pub fn secret_header(
     provider: &str,
@@ -185,9 +197,19 @@ pub fn join_url(base: &str, path: &str) -> String {
     )
 }
 
-/// Percent-encodes a path segment (everything but RFC 3986 unreserved).
+#[cfg(any(feature = "google", feature = "bedrock"))]
+/// Percent-encodes a path segment (everything but RFC 3986 unreserved), as
+/// SigV4 encodes it.
 pub fn encode_path_segment(segment: &str) -> String {
-    aws_sigv4::uri_encode(segment)
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A short, single-line excerpt of a body for error messages.
@@ -200,4 +222,17 @@ pub fn excerpt(body: &[u8]) -> String {
         out.push('…');
     }
     out.replace(['\n', '\r'], " ")
+}
+
+#[cfg(all(test, feature = "bedrock"))]
+mod tests {
+    #[test]
+    fn path_segments_are_encoded_as_sigv4_encodes_them() {
+        for segment in ["anthropic.claude-3:0", "a b/c~d_e.f", "é%ü", ""] {
+            assert_eq!(
+                super::encode_path_segment(segment),
+                aws_sigv4::uri_encode(segment)
+            );
+        }
+    }
 }
