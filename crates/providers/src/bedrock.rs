@@ -913,7 +913,10 @@ mod tests {
             &error_type("ModelErrorException"),
             &msg("x"),
         );
-        assert!(e.is_retryable());
+        assert!(
+            matches!(e, ProviderError::Upstream { status: 424, .. }),
+            "{e:?}"
+        );
     }
 
     fn event(kind: &str, payload: &str) -> Vec<u8> {

@@ -81,18 +81,6 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    /// Whether the same request may succeed if tried again.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ProviderError::RateLimited { .. }
-                | ProviderError::Overloaded { .. }
-                | ProviderError::Upstream { .. }
-                | ProviderError::Timeout
-                | ProviderError::Transport { .. }
-        )
-    }
-
     /// The delay the provider asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -140,23 +128,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_transient_failures_are_retryable() {
-        let retryable = ProviderError::RateLimited {
+    fn only_waits_the_provider_asked_for_are_kept() {
+        let limited = ProviderError::RateLimited {
             retry_after: Some(Duration::from_secs(2)),
             message: String::new(),
         };
-        assert!(retryable.is_retryable());
-        assert_eq!(retryable.retry_after(), Some(Duration::from_secs(2)));
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(2)));
+        let overloaded = ProviderError::Overloaded {
+            retry_after: Some(Duration::from_secs(3)),
+            message: String::new(),
+        };
+        assert_eq!(overloaded.retry_after(), Some(Duration::from_secs(3)));
         let final_ = ProviderError::QuotaExhausted {
             message: String::new(),
         };
-        assert!(!final_.is_retryable());
         assert_eq!(final_.retry_after(), None);
-        assert!(
-            !ProviderError::ContextTooLong {
-                message: String::new()
-            }
-            .is_retryable()
-        );
     }
 }

@@ -475,7 +475,10 @@ mod tests {
             }
         );
         let e = map_error(StatusCode::BAD_GATEWAY, &h, br#"{"error":"unreachable"}"#);
-        assert!(e.is_retryable());
+        assert!(
+            matches!(e, ProviderError::Upstream { status: 502, .. }),
+            "{e:?}"
+        );
     }
 
     fn run(chunks: Vec<Vec<u8>>) -> Outcome {
