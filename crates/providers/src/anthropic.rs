@@ -14,7 +14,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, ProviderError, Role, Usage, classify, retry_after,
+    FinishReason, ProviderError, Role, Usage, error_class, retry_after,
 };
 use secrets::Secret;
 
@@ -284,7 +284,7 @@ pub fn map_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Provid
             retry_after: wait,
             message,
         },
-        status => classify::by_status(status, message, wait),
+        status => error_class::by_status(status, message, wait),
     }
 }
 
@@ -300,7 +300,7 @@ fn in_stream_error(error: WireErrorDetail) -> ProviderError {
             retry_after: None,
             message,
         },
-        "invalid_request_error" if classify::is_context_length_message(&message) => {
+        "invalid_request_error" if error_class::is_context_length_message(&message) => {
             ProviderError::ContextTooLong { message }
         }
         "invalid_request_error" | "not_found_error" | "request_too_large" => {

@@ -16,7 +16,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, ProviderError, Role, Usage, classify,
+    FinishReason, ProviderError, Role, Usage, error_class,
 };
 use aws_eventstream::Message as Frame;
 use aws_sigv4::{SignableRequest, SigningParams};
@@ -427,7 +427,7 @@ fn classify_exception(name: &str, status: u16, message: String) -> ProviderError
             message,
         },
         "servicequotaexceeded" => ProviderError::QuotaExhausted { message },
-        "validation" if classify::is_context_length_message(&message) => {
+        "validation" if error_class::is_context_length_message(&message) => {
             ProviderError::ContextTooLong { message }
         }
         "validation" | "resourcenotfound" => ProviderError::BadRequest { message },
@@ -440,7 +440,7 @@ fn classify_exception(name: &str, status: u16, message: String) -> ProviderError
         "internalserver" | "modelstreamerror" | "modelerror" | "modeltimeout" => {
             ProviderError::Upstream { status, message }
         }
-        _ => classify::by_status(status, message, None),
+        _ => error_class::by_status(status, message, None),
     }
 }
 
@@ -456,7 +456,7 @@ pub fn map_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Provid
         .or(wire.kind);
     match kind {
         Some(kind) => classify_exception(&kind, status.as_u16(), message),
-        None => classify::by_status(status.as_u16(), message, None),
+        None => error_class::by_status(status.as_u16(), message, None),
     }
 }
 

@@ -19,7 +19,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, ProviderError, ProviderKind, Role, Usage, classify, retry_after,
+    FinishReason, ProviderError, ProviderKind, Role, Usage, error_class, retry_after,
 };
 use google_auth::{GoogleAuth, GoogleAuthError};
 use secrets::Secret;
@@ -622,7 +622,7 @@ fn status_error(http_status: u16, headers: &HeaderMap, status: WireStatus) -> Pr
         (_, Some("UNAUTHENTICATED" | "PERMISSION_DENIED")) => ProviderError::Auth { message },
         _ if is_invalid_key(&status.details) => ProviderError::Auth { message },
         (400, Some("FAILED_PRECONDITION")) => ProviderError::BadRequest { message },
-        (status, _) => classify::by_status(status, message, wait),
+        (status, _) => error_class::by_status(status, message, wait),
     }
 }
 
@@ -640,7 +640,7 @@ pub fn map_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Provid
     }
     match parsed {
         Some(WireErrorBody::Single { error }) => status_error(status.as_u16(), headers, error),
-        _ => classify::by_status(
+        _ => error_class::by_status(
             status.as_u16(),
             transport::excerpt(body),
             retry_after::from_headers(headers),

@@ -49,9 +49,9 @@ compile_error!("enable at least one provider family: ollama, openai, google, ant
 pub mod anthropic;
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
-mod classify;
 mod config;
 mod error;
+mod error_class;
 #[cfg(feature = "google")]
 pub mod google;
 #[cfg(test)]

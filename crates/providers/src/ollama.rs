@@ -13,7 +13,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, Locality, ProviderError, Role, Usage, classify,
+    FinishReason, Locality, ProviderError, Role, Usage, error_class,
 };
 
 /// The protocol name.
@@ -242,7 +242,7 @@ pub fn map_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Provid
     let message = serde_json::from_slice::<WireError>(body)
         .map(|e| e.error)
         .unwrap_or_else(|_| transport::excerpt(body));
-    classify::by_status(
+    error_class::by_status(
         status.as_u16(),
         message,
         super::retry_after::from_headers(headers),

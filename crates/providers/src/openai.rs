@@ -16,7 +16,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, Locality, ProviderError, Role, Usage, classify, retry_after,
+    FinishReason, Locality, ProviderError, Role, Usage, error_class, retry_after,
 };
 use secrets::Secret;
 
@@ -419,7 +419,7 @@ fn classify_error(
                 }
             }
         }
-        _ => classify::by_status(status, message, retry_after::from_headers(headers)),
+        _ => error_class::by_status(status, message, retry_after::from_headers(headers)),
     }
 }
 

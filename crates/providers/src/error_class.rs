@@ -1,4 +1,5 @@
-//! Classification rules shared by the clients' `map_error` functions.
+//! Which [`ProviderError`] class a failure falls in: the rules shared by the
+//! clients' `map_error` functions.
 
 use std::time::Duration;
 
