@@ -9,7 +9,7 @@ use fleet_tests::start_emulator;
 use futures_util::StreamExt;
 use provider_emulator::{Emulator, ProviderFlavor};
 use providers::{
-    CallContext, ChatChunk, ChatRequest, EmbedRequest, Message, ProviderError, Providers,
+    CallScope, ChatChunk, ChatRequest, EmbedRequest, Message, ProviderError, Providers,
 };
 use routing_core::env::Env;
 use secrets::SecretStore;
@@ -146,8 +146,8 @@ fn chat(model: &str, prompt: &str) -> ChatRequest {
     }
 }
 
-fn cx(timeout: Duration) -> CallContext<'static> {
-    CallContext {
+fn cx(timeout: Duration) -> CallScope<'static> {
+    CallScope {
         call_id: "contract",
         deadline: Instant::now() + timeout,
     }

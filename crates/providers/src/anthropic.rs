@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
-    CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
+    CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
     FinishReason, ProviderError, Role, Usage, error_class, retry_after,
 };
 use secrets::Secret;
@@ -431,7 +431,7 @@ impl Anthropic {
     pub async fn chat(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatResponse, ProviderError> {
         let request = build_messages_request(&self.name, &self.base_url, self.key()?, req, false)?;
         let response = transport::exchange(&self.http, request, cx.deadline).await?;
@@ -442,7 +442,7 @@ impl Anthropic {
     pub async fn chat_stream(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatStream, ProviderError> {
         let request = build_messages_request(&self.name, &self.base_url, self.key()?, req, true)?;
         let response = transport::open_stream(&self.http, request, cx.deadline, map_error).await?;
@@ -458,7 +458,7 @@ impl Anthropic {
     pub async fn embed(
         &self,
         _req: &EmbedRequest,
-        _cx: &CallContext<'_>,
+        _cx: &CallScope<'_>,
     ) -> Result<EmbedResponse, ProviderError> {
         Err(ProviderError::BadRequest {
             message: format!("{} has no embeddings API", self.name),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
-    CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
+    CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
     FinishReason, ProviderError, Role, Usage, error_class,
 };
 use aws_eventstream::Message as Frame;
@@ -593,7 +593,7 @@ impl Bedrock {
     pub async fn chat(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatResponse, ProviderError> {
         let request = self.converse(req, false)?;
         let response = transport::exchange(&self.http, request, cx.deadline).await?;
@@ -604,7 +604,7 @@ impl Bedrock {
     pub async fn chat_stream(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatStream, ProviderError> {
         let request = self.converse(req, true)?;
         let response = transport::open_stream(&self.http, request, cx.deadline, map_error).await?;
@@ -620,7 +620,7 @@ impl Bedrock {
     pub async fn embed(
         &self,
         req: &EmbedRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<EmbedResponse, ProviderError> {
         if !is_titan_embedding(&req.model) {
             return Err(ProviderError::BadRequest {

@@ -500,7 +500,7 @@ mod tests {
         feature = "anthropic",
         feature = "bedrock"
     ))]
-    use super::super::{CallContext, ChatRequest, Message, ProviderError, ProviderKind};
+    use super::super::{CallScope, ChatRequest, Message, ProviderError, ProviderKind};
     use super::*;
 
     #[cfg(feature = "google")]
@@ -694,7 +694,7 @@ mod tests {
             client(),
         )
         .unwrap();
-        let cx = CallContext {
+        let cx = CallScope {
             call_id: "t",
             deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(5),
         };

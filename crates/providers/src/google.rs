@@ -18,7 +18,7 @@ use tokio::time::timeout_at;
 use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
-    CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
+    CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
     FinishReason, ProviderError, ProviderKind, Role, Usage, error_class, retry_after,
 };
 use google_auth::{GoogleAuth, GoogleAuthError};
@@ -772,7 +772,7 @@ impl Gemini {
     /// Runs `f` with the request target, fetching a Vertex token first.
     async fn with_target<T>(
         &self,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
         f: impl FnOnce(Target<'_>) -> Result<T, ProviderError>,
     ) -> Result<T, ProviderError> {
         let credentials =
@@ -810,7 +810,7 @@ impl Gemini {
     pub async fn chat(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatResponse, ProviderError> {
         let request = self
             .with_target(cx, |t| build_generate_request(&self.name, &t, req, false))
@@ -823,7 +823,7 @@ impl Gemini {
     pub async fn chat_stream(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatStream, ProviderError> {
         let request = self
             .with_target(cx, |t| build_generate_request(&self.name, &t, req, true))
@@ -842,7 +842,7 @@ impl Gemini {
     pub async fn embed(
         &self,
         req: &EmbedRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<EmbedResponse, ProviderError> {
         let (developer, predict) = (self.kind == ProviderKind::Gemini, uses_predict(&req.model));
         if developer || predict {

@@ -4,7 +4,7 @@
 //! each [`Provider`] answers [`chat`](Provider::chat),
 //! [`chat_stream`](Provider::chat_stream) and [`embed`](Provider::embed)
 //! with normalised types and classified [`ProviderError`]s. Every call is
-//! bounded by the deadline of its [`CallContext`].
+//! bounded by the deadline of its [`CallScope`].
 //!
 //! Each client module holds its wire types and pure functions
 //! (`build_*_request`, `parse_*`, `map_error`, a stream decoder); the async
@@ -88,10 +88,12 @@ pub use routing_core::chat::{
 };
 pub use stream::STREAM_IDLE_TIMEOUT;
 
-/// Per-call context: an id for logs and the instant by which the whole call
-/// (including reading a stream to its end) must be over.
+/// The scope of one provider call: an id for logs and the instant by which
+/// the whole call (including reading a stream to its end) must be over.
+/// Not the function runtime's `CallContext`, which describes the incoming
+/// request.
 #[derive(Debug, Clone, Copy)]
-pub struct CallContext<'a> {
+pub struct CallScope<'a> {
     /// The caller's id for this call, for logs.
     pub call_id: &'a str,
     /// When the call times out with [`ProviderError::Timeout`].
@@ -190,7 +192,7 @@ impl Provider {
         }
     }
 
-    fn span(&self, operation: &'static str, cx: &CallContext<'_>) -> tracing::Span {
+    fn span(&self, operation: &'static str, cx: &CallScope<'_>) -> tracing::Span {
         tracing::debug_span!(
             "provider_call",
             provider = self.name(),
@@ -203,7 +205,7 @@ impl Provider {
     pub async fn chat(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatResponse, ProviderError> {
         let call = async {
             match self {
@@ -226,7 +228,7 @@ impl Provider {
     pub async fn chat_stream(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatStream, ProviderError> {
         let call = async {
             match self {
@@ -249,7 +251,7 @@ impl Provider {
     pub async fn embed(
         &self,
         req: &EmbedRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<EmbedResponse, ProviderError> {
         let call = async {
             match self {

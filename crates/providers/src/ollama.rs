@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
-    CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
+    CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
     FinishReason, Locality, ProviderError, Role, Usage, error_class,
 };
 
@@ -326,7 +326,7 @@ impl Ollama {
     pub async fn chat(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatResponse, ProviderError> {
         let request = build_chat_request(&self.name, &self.base_url, req, false)?;
         let response = transport::exchange(&self.http, request, cx.deadline).await?;
@@ -337,7 +337,7 @@ impl Ollama {
     pub async fn chat_stream(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatStream, ProviderError> {
         let request = build_chat_request(&self.name, &self.base_url, req, true)?;
         let response = transport::open_stream(&self.http, request, cx.deadline, map_error).await?;
@@ -353,7 +353,7 @@ impl Ollama {
     pub async fn embed(
         &self,
         req: &EmbedRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<EmbedResponse, ProviderError> {
         let request = build_embed_request(&self.name, &self.base_url, req)?;
         let response = transport::exchange(&self.http, request, cx.deadline).await?;
@@ -361,7 +361,7 @@ impl Ollama {
     }
 
     /// The models the server has (`/api/tags`); doubles as a health check.
-    pub async fn list_models(&self, cx: &CallContext<'_>) -> Result<Vec<String>, ProviderError> {
+    pub async fn list_models(&self, cx: &CallScope<'_>) -> Result<Vec<String>, ProviderError> {
         let request = build_tags_request(&self.name, &self.base_url)?;
         let response = transport::exchange(&self.http, request, cx.deadline).await?;
         parse_tags_response(&transport::success_body(response, map_error)?)

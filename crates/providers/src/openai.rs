@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
-    CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
+    CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
     FinishReason, Locality, ProviderError, Role, Usage, error_class, retry_after,
 };
 use secrets::Secret;
@@ -574,7 +574,7 @@ impl OpenAiCompatible {
     pub async fn chat(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatResponse, ProviderError> {
         let request = build_chat_request(
             &self.name,
@@ -592,7 +592,7 @@ impl OpenAiCompatible {
     pub async fn chat_stream(
         &self,
         req: &ChatRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<ChatStream, ProviderError> {
         let request = build_chat_request(
             &self.name,
@@ -616,7 +616,7 @@ impl OpenAiCompatible {
     pub async fn embed(
         &self,
         req: &EmbedRequest,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
     ) -> Result<EmbedResponse, ProviderError> {
         let request = build_embed_request(&self.name, &self.base_url, self.key()?, req)?;
         let response = transport::exchange(&self.http, request, cx.deadline).await?;

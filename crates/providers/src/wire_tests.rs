@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::loopback::{Received, Reply, TempSecrets, serve};
 use super::{
-    CallContext, ChatChunk, ChatRequest, EmbedRequest, FinishReason, Message, ProviderError,
+    CallScope, ChatChunk, ChatRequest, EmbedRequest, FinishReason, Message, ProviderError,
     Providers, Usage, env_vars,
 };
 use google_auth::{ServiceAccountKey, verify_rs256};
@@ -24,8 +24,8 @@ fn fixture(path: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn cx(seconds: u64) -> CallContext<'static> {
-    CallContext {
+fn cx(seconds: u64) -> CallScope<'static> {
+    CallScope {
         call_id: "wire-test",
         deadline: Instant::now() + Duration::from_secs(seconds),
     }
@@ -95,7 +95,7 @@ async fn a_silent_server_hits_the_deadline() {
     let server = serve(|_| Reply::Silent).await;
     let secrets = TempSecrets::new("wire-silent", &[]);
     let providers = providers(&[(env_vars::OLLAMA_BASE_URL, &server.url)], &secrets);
-    let cx = CallContext {
+    let cx = CallScope {
         call_id: "silent",
         deadline: Instant::now() + Duration::from_millis(200),
     };

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use providers::{CallContext, EmbedRequest, Locality, ProviderError, Providers};
+use providers::{CallScope, EmbedRequest, Locality, ProviderError, Providers};
 use routing_core::api::EmbedFunctionResponse;
 use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR, Env};
 use secrets::SecretStore;
@@ -55,7 +55,7 @@ impl OllamaBackend {
                 reason: "backend missing".to_owned(),
             }));
         };
-        let cx = CallContext {
+        let cx = CallScope {
             call_id,
             deadline: Instant::now() + self.timeout,
         };

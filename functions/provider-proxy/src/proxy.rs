@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use prometheus::Registry;
 use providers::pool::PoolGuard;
 use providers::{
-    CallContext, ChatChunk, ChatRequest, Locality, Provider, ProviderError, Providers, Usage,
+    CallScope, ChatChunk, ChatRequest, Locality, Provider, ProviderError, Providers, Usage,
 };
 use routing_core::Task;
 use routing_core::api::{
@@ -212,7 +212,7 @@ impl Proxy {
         call_id: &str,
     ) -> Result<ProxyResponse, ProxyError> {
         let started = Instant::now();
-        let cx = CallContext {
+        let cx = CallScope {
             call_id,
             deadline: started + prepared.timeout,
         };
@@ -247,7 +247,7 @@ impl Proxy {
     ) -> Result<mpsc::Receiver<Bytes>, ProxyError> {
         let started = Instant::now();
         let deadline = started + prepared.timeout;
-        let cx = CallContext { call_id, deadline };
+        let cx = CallScope { call_id, deadline };
         let (provider, slot) = self.place(&prepared, &cx, started).await?;
         let mut stream = match provider.chat_stream(&prepared.chat, &cx).await {
             Ok(stream) => stream,
@@ -306,7 +306,7 @@ impl Proxy {
     async fn place(
         &self,
         prepared: &Prepared,
-        cx: &CallContext<'_>,
+        cx: &CallScope<'_>,
         started: Instant,
     ) -> Result<(&Provider, Option<PoolGuard>), ProxyError> {
         if !self.pools.contains(&prepared.provider) {
