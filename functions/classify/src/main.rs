@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 mod handler;
+#[cfg(test)]
+mod handler_tests;
 
 use std::process::ExitCode;
 

@@ -6,6 +6,8 @@ mod config;
 mod embedder;
 mod error;
 mod handler;
+#[cfg(test)]
+mod handler_tests;
 mod local;
 mod ollama;
 mod openai;

@@ -4,6 +4,8 @@
 
 mod error;
 mod handler;
+#[cfg(test)]
+mod handler_tests;
 mod openai;
 mod router;
 

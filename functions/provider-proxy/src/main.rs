@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod handler;
+#[cfg(test)]
+mod handler_tests;
 mod metrics;
 mod pools;
 mod proxy;

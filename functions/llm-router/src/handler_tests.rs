@@ -1,0 +1,174 @@
+//! The llm-router handler in-process, its gateway an address that refuses
+//! connections: real requests, no server, no fleet behind it.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use faas_runtime::{CallContext, Handler};
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+
+/// Calls `handler` with a real request, as the runtime would after reading
+/// the body; returns the status and the JSON body.
+async fn call(
+    handler: &impl Handler,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Bytes::from(body.to_owned()))
+        .unwrap();
+    let cx = CallContext {
+        call_id: "handler-test".to_owned(),
+        received_at: Instant::now(),
+    };
+    let response = handler.handle(request, cx).await;
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{status}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, json)
+}
+
+/// Asserts an error answer: its status, a JSON error with a type, the
+/// field in `param` and a message that mentions `mentions`.
+fn assert_error(
+    answer: &(StatusCode, Value),
+    status: StatusCode,
+    param: Option<&str>,
+    mentions: &str,
+) {
+    let (got, body) = answer;
+    assert_eq!(*got, status, "{body}");
+    let error = &body["error"];
+    assert!(
+        error["type"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(mentions)),
+        "{body}"
+    );
+    assert_eq!(error["param"].as_str(), param, "{body}");
+}
+
+/// The handler, its gateway a port that was just free (nothing listens).
+async fn handler() -> crate::handler::RouterHandler {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let env = routing_core::env::Env::from_pairs([("OPENFAAS_GATEWAY_URL", gateway.as_str())]);
+    let router = crate::router::Router::new(&env, &prometheus::Registry::new()).unwrap();
+    crate::handler::RouterHandler::new(router)
+}
+
+#[tokio::test]
+async fn what_needs_no_other_function_is_answered() {
+    let handler = handler().await;
+    let (status, body) = call(&handler, Method::GET, "/", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["function"], "llm-router", "{body}");
+
+    let (status, body) = call(&handler, Method::GET, "/v1/models", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["data"].as_array().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+
+    let dry_run = r#"{"prompt":"hi","task":"generate","difficulty":"simple"}"#;
+    let (status, body) = call(&handler, Method::POST, "/dry-run", dry_run).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["task"], "generate", "{body}");
+}
+
+#[tokio::test]
+async fn bad_requests_are_400_naming_the_field() {
+    let handler = handler().await;
+    for (path, body, param, mentions) in [
+        (
+            "/",
+            r#"{"prompt":"hi","max_latency_ms":0}"#,
+            Some("max_latency_ms"),
+            "between",
+        ),
+        (
+            "/",
+            r#"{"prompt":"hi","temperature":3}"#,
+            Some("temperature"),
+            "between",
+        ),
+        (
+            "/",
+            r#"{"prompt":"hi","tenant":""}"#,
+            Some("tenant"),
+            "tenant",
+        ),
+        (
+            "/",
+            r#"{"prompt":"hi","task":"dance"}"#,
+            Some("task"),
+            "dance",
+        ),
+        ("/", r#"{"prompt":"#, None, "invalid JSON"),
+        (
+            "/dry-run",
+            r#"{"prompt":"hi","max_tokens":0}"#,
+            Some("max_tokens"),
+            "at least 1",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"auto","messages":[]}"#,
+            Some("messages"),
+            "empty",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"auto","messages":[{"role":"user","content":"hi"}],"temperature":9}"#,
+            Some("temperature"),
+            "between",
+        ),
+    ] {
+        let answer = call(&handler, Method::POST, path, body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, param, mentions);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_fleet_is_503() {
+    let handler = handler().await;
+    for (path, body) in [
+        (
+            "/",
+            r#"{"prompt":"hi","task":"generate","difficulty":"simple"}"#,
+        ),
+        ("/v1/embeddings", r#"{"model":"auto","input":"hi"}"#),
+    ] {
+        let answer = call(&handler, Method::POST, path, body).await;
+        assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, None, "");
+        assert_eq!(answer.1["error"]["type"], "unavailable", "{}", answer.1);
+    }
+}
+
+#[tokio::test]
+async fn other_paths_and_methods_are_404() {
+    let handler = handler().await;
+    for (method, path) in [(Method::DELETE, "/"), (Method::GET, "/v1/chat/completions")] {
+        let answer = call(&handler, method, path, "").await;
+        assert_error(&answer, StatusCode::NOT_FOUND, None, path);
+    }
+}

@@ -1,0 +1,178 @@
+//! The provider-proxy handler in-process, against an Ollama emulator started
+//! in-process: real requests, no server of its own.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use faas_runtime::{CallContext, Handler};
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+
+/// Calls `handler` with a real request, as the runtime would after reading
+/// the body; returns the status and the JSON body.
+async fn call(
+    handler: &impl Handler,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Bytes::from(body.to_owned()))
+        .unwrap();
+    let cx = CallContext {
+        call_id: "handler-test".to_owned(),
+        received_at: Instant::now(),
+    };
+    let response = handler.handle(request, cx).await;
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{status}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, json)
+}
+
+/// Asserts an error answer: its status, a JSON error with a type, the
+/// field in `param` and a message that mentions `mentions`.
+fn assert_error(
+    answer: &(StatusCode, Value),
+    status: StatusCode,
+    param: Option<&str>,
+    mentions: &str,
+) {
+    let (got, body) = answer;
+    assert_eq!(*got, status, "{body}");
+    let error = &body["error"];
+    assert!(
+        error["type"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(mentions)),
+        "{body}"
+    );
+    assert_eq!(error["param"].as_str(), param, "{body}");
+}
+
+use provider_emulator::{Emulator, EmulatorConfig, ProviderFlavor};
+
+/// The handler with Ollama at an emulator and no secrets at all (every
+/// hosted provider is registered but not configured).
+async fn handler() -> (crate::handler::ProxyHandler, Emulator) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let emulator = Emulator::start(listener, EmulatorConfig::instant(ProviderFlavor::Ollama))
+        .await
+        .unwrap();
+    let ollama = emulator.base_url();
+    let env = routing_core::env::Env::from_pairs([
+        ("OLLAMA_BASE_URL", ollama.as_str()),
+        ("SECRETS_DIR", "/nonexistent/provider-proxy-handler-test"),
+    ]);
+    let proxy = crate::proxy::Proxy::new(&env, &prometheus::Registry::new()).unwrap();
+    (crate::handler::ProxyHandler::new(proxy), emulator)
+}
+
+fn chat(provider: &str, content: &str, extra: &str) -> String {
+    format!(
+        r#"{{"provider":"{provider}","model":"llama3.2:latest","task":"generate",
+            "messages":[{{"role":"user","content":"{content}"}}]{extra}}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_chat_is_answered_and_providers_are_listed() {
+    let (handler, emulator) = handler().await;
+    let (status, body) = call(&handler, Method::POST, "/", &chat("ollama", "hi", "")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["provider"], "ollama", "{body}");
+    assert_eq!(body["model"], "llama3.2:latest", "{body}");
+    assert!(
+        body["text"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["usage"]["output_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{body}"
+    );
+
+    let (status, body) = call(&handler, Method::GET, "/providers", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<&str> = body["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"ollama") && names.contains(&"groq"),
+        "{body}"
+    );
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_400_naming_the_field() {
+    let (handler, emulator) = handler().await;
+    let empty = r#"{"provider":"ollama","model":"m","task":"generate","messages":[]}"#.to_owned();
+    for (body, param, mentions) in [
+        (empty, Some("messages"), "empty"),
+        (chat("nope", "hi", ""), Some("provider"), "nope"),
+        (
+            chat("ollama", "hi", "").replace("generate", "dance"),
+            Some("task"),
+            "dance",
+        ),
+        (r#"{"model":"m"}"#.to_owned(), None, "`provider`"),
+        (r#"{"provider":"#.to_owned(), None, "invalid JSON"),
+    ] {
+        let answer = call(&handler, Method::POST, "/", &body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, param, mentions);
+    }
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn refusals_and_provider_failures_keep_their_class() {
+    let (handler, emulator) = handler().await;
+    let private = chat("groq", "hi", r#","private":true"#);
+    let answer = call(&handler, Method::POST, "/", &private).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, Some("provider"), "groq");
+
+    let answer = call(&handler, Method::POST, "/", &chat("groq", "hi", "")).await;
+    assert_error(
+        &answer,
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "groq-api-key",
+    );
+    assert_eq!(answer.1["error"]["type"], "not_configured");
+
+    let too_long = chat("ollama", "[[emulator:context_too_long]]", "");
+    let answer = call(&handler, Method::POST, "/", &too_long).await;
+    assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, None, "context");
+    assert_eq!(answer.1["error"]["type"], "context_too_long");
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn other_paths_and_methods_are_404() {
+    let (handler, emulator) = handler().await;
+    for (method, path) in [(Method::GET, "/"), (Method::POST, "/providers")] {
+        let answer = call(&handler, method, path, "{}").await;
+        assert_error(&answer, StatusCode::NOT_FOUND, None, path);
+    }
+    emulator.shutdown().await;
+}
