@@ -11,8 +11,7 @@ use futures_util::StreamExt;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use routing_core::Task;
 use routing_core::api::{
-    DEFAULT_MAX_LATENCY_MS, InvalidRequest, ProxyStreamEvent, RouteExplanation, RouteRequest,
-    RouteResponse, ValidRequest, parse_json,
+    InvalidRequest, ProxyStreamEvent, RouteExplanation, RouteRequest, RouteResponse, parse_json,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -76,32 +75,11 @@ impl RouterHandler {
     ) -> Result<Response<Body>, RouterError> {
         let mut request: ChatCompletionRequest = parse_json(body)?;
         request.hints.merge_headers(headers)?;
-        let messages = request.fleet_messages()?;
         let include_usage = request
             .stream_options
             .as_ref()
             .is_some_and(|o| o.include_usage);
-        let valid = RouteRequest {
-            task: request.hints.task,
-            prompt: None,
-            messages: Some(messages),
-            input: None,
-            max_latency_ms: request.hints.max_latency_ms,
-            private: request.hints.private.unwrap_or(false),
-            max_tokens: request.max_completion_tokens.or(request.max_tokens),
-            temperature: request.temperature,
-            stop: request
-                .stop
-                .map(openai::OneOrMany::into_vec)
-                .unwrap_or_default(),
-            tenant: request.hints.tenant,
-            max_cost_usd: request.hints.max_cost_usd,
-            quality: request.hints.quality,
-            model: Some(request.model).filter(|m| m != AUTO_MODEL),
-            difficulty: None,
-            stream: request.stream,
-        }
-        .validate()?;
+        let valid = request.into_route_request()?.validate()?;
         if valid.task == Some(Task::Embed) {
             return Err(InvalidRequest {
                 param: Some("task".to_owned()),
@@ -142,27 +120,7 @@ impl RouterHandler {
                 .into());
             }
         };
-        let valid: ValidRequest = RouteRequest {
-            task: Some(Task::Embed),
-            prompt: None,
-            messages: None,
-            input: Some(request.input.into_vec()),
-            max_latency_ms: request
-                .hints
-                .max_latency_ms
-                .or(Some(DEFAULT_MAX_LATENCY_MS)),
-            private: request.hints.private.unwrap_or(false),
-            max_tokens: None,
-            temperature: None,
-            stop: Vec::new(),
-            tenant: request.hints.tenant,
-            max_cost_usd: request.hints.max_cost_usd,
-            quality: None,
-            model: request.model.filter(|m| m != AUTO_MODEL),
-            difficulty: None,
-            stream: false,
-        }
-        .validate()?;
+        let valid = request.into_route_request().validate()?;
         let plan = self.router.plan(valid, call).await?;
         let answer = self.router.execute(plan, call).await?;
         Ok(json_response(

@@ -6,7 +6,7 @@
 
 use http::HeaderMap;
 use routing_core::Task;
-use routing_core::api::{InvalidRequest, RouteResponse};
+use routing_core::api::{InvalidRequest, RouteRequest, RouteResponse};
 use routing_core::chat::{FinishReason, Message, Role, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -74,6 +74,20 @@ pub struct Hints {
 }
 
 impl Hints {
+    /// A router request carrying these hints and nothing else; the OpenAI
+    /// request it rode in fills the rest.
+    fn into_route_request(self) -> RouteRequest {
+        RouteRequest {
+            task: self.task,
+            max_latency_ms: self.max_latency_ms,
+            private: self.private.unwrap_or(false),
+            tenant: self.tenant,
+            max_cost_usd: self.max_cost_usd,
+            quality: self.quality,
+            ..RouteRequest::default()
+        }
+    }
+
     /// Fills what the body left out from `X-Route-*` headers.
     pub fn merge_headers(&mut self, headers: &HeaderMap) -> Result<(), InvalidRequest> {
         fn header<T: std::str::FromStr>(
@@ -152,6 +166,20 @@ pub struct ChatMessage {
 }
 
 impl ChatCompletionRequest {
+    /// The router request this chat completion asks for (not yet validated).
+    pub fn into_route_request(self) -> Result<RouteRequest, InvalidRequest> {
+        let messages = self.fleet_messages()?;
+        Ok(RouteRequest {
+            messages: Some(messages),
+            max_tokens: self.max_completion_tokens.or(self.max_tokens),
+            temperature: self.temperature,
+            stop: self.stop.map(OneOrMany::into_vec).unwrap_or_default(),
+            model: Some(self.model).filter(|m| m != AUTO_MODEL),
+            stream: self.stream,
+            ..self.hints.into_route_request()
+        })
+    }
+
     /// The conversation in the fleet's form.
     pub fn fleet_messages(&self) -> Result<Vec<Message>, InvalidRequest> {
         if self.n.is_some_and(|n| n != 1) {
@@ -335,6 +363,20 @@ pub struct EmbeddingsRequest {
     pub hints: Hints,
 }
 
+impl EmbeddingsRequest {
+    /// The router request (task `embed`) this asks for, not yet validated.
+    /// The `task` and `quality` hints do not apply to embeddings.
+    pub fn into_route_request(self) -> RouteRequest {
+        RouteRequest {
+            task: Some(Task::Embed),
+            input: Some(self.input.into_vec()),
+            quality: None,
+            model: self.model.filter(|m| m != AUTO_MODEL),
+            ..self.hints.into_route_request()
+        }
+    }
+}
+
 /// The embeddings answer in OpenAI's shape; with `base64`, each vector is
 /// its little-endian `f32` bytes in base64, as OpenAI encodes them.
 pub fn embeddings(answer: &RouteResponse, base64: bool, extension: Value) -> Value {
@@ -384,6 +426,60 @@ mod tests {
         assert_eq!(messages[1].content, "a\nb");
         assert_eq!(req.hints.max_latency_ms, Some(250));
         assert_eq!(req.hints.private, Some(true));
+    }
+
+    #[test]
+    fn a_chat_completion_becomes_a_route_request() {
+        let req: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
+            "model": "groq/llama", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 10, "max_completion_tokens": 20, "temperature": 0.5, "stop": "END",
+            "stream": true, "task": "reason", "max_latency_ms": 250, "private": true,
+            "tenant": "t", "max_cost_usd": 0.1, "quality": 0.8
+        }))
+        .unwrap();
+        let route = req.into_route_request().unwrap();
+        assert_eq!(
+            route,
+            RouteRequest {
+                task: Some(Task::Reason),
+                messages: Some(vec![Message::user("hi")]),
+                max_latency_ms: Some(250),
+                private: true,
+                max_tokens: Some(20),
+                temperature: Some(0.5),
+                stop: vec!["END".to_owned()],
+                tenant: Some("t".to_owned()),
+                max_cost_usd: Some(0.1),
+                quality: Some(0.8),
+                model: Some("groq/llama".to_owned()),
+                stream: true,
+                ..RouteRequest::default()
+            }
+        );
+        let auto: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
+            "model": "auto", "messages": [{"role": "user", "content": "hi"}]
+        }))
+        .unwrap();
+        assert_eq!(auto.into_route_request().unwrap().model, None);
+    }
+
+    #[test]
+    fn an_embeddings_request_becomes_an_embed_route_request() {
+        let req: EmbeddingsRequest = serde_json::from_value(serde_json::json!({
+            "model": "auto", "input": ["a", "b"], "task": "generate", "quality": 0.9,
+            "private": true, "tenant": "t"
+        }))
+        .unwrap();
+        assert_eq!(
+            req.into_route_request(),
+            RouteRequest {
+                task: Some(Task::Embed),
+                input: Some(vec!["a".to_owned(), "b".to_owned()]),
+                private: true,
+                tenant: Some("t".to_owned()),
+                ..RouteRequest::default()
+            }
+        );
     }
 
     #[test]

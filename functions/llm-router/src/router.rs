@@ -16,7 +16,7 @@ use routing_core::chat::{FinishReason, Usage};
 use routing_core::env::Env;
 use routing_core::policy::{
     BudgetStore, BudgetTracker, BudgetView, Decision, LiveStats, ModelEntry, Policy, PolicyWatcher,
-    SelectionInput, Target, estimate_tokens, needs_escalation,
+    Target, needs_escalation,
 };
 use routing_core::{Difficulty, Task, classifier};
 use tokio::time::Instant;
@@ -199,21 +199,7 @@ impl Router {
             needs_strong,
             note: classification,
         } = self.classify(&request, call, deadline).await;
-        let mut input = SelectionInput::new(task, request.max_latency_ms, request.private);
-        input.difficulty = difficulty;
-        input.confidence = confidence;
-        input.input_tokens = request
-            .messages
-            .iter()
-            .map(|m| m.content.as_str())
-            .chain(request.inputs.iter().map(String::as_str))
-            .map(estimate_tokens)
-            .fold(0u32, u32::saturating_add);
-        input.max_output_tokens = request.max_tokens;
-        input.max_cost_usd = request.max_cost_usd;
-        input.quality_floor = request.quality;
-        input.tenant = request.tenant.clone();
-        input.pinned = request.pinned.clone();
+        let input = request.selection_input(task, difficulty, confidence);
         let policy = self.policy.current();
         let decision = policy
             .select(
