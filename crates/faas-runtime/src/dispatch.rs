@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::body::{Body, BoxError};
 use crate::call_id::{self, CALL_ID_HEADER};
-use crate::handler::{CallContext, Handler};
+use crate::handler::{Handler, RequestContext};
 use crate::metrics::{self, RuntimeMetrics};
 use crate::request_body::{self, BodyReadError};
 use crate::response::{json_error, text_response};
@@ -221,7 +221,7 @@ where
             None,
         );
     };
-    let cx = CallContext {
+    let cx = RequestContext {
         call_id,
         received_at,
     };
@@ -254,7 +254,7 @@ async fn ready_handler<H>(phase: &watch::Receiver<Phase<H>>) -> Option<Arc<H>> {
 async fn call_handler<H: Handler>(
     handler: Arc<H>,
     req: Request<Bytes>,
-    cx: CallContext,
+    cx: RequestContext,
 ) -> Response<Body> {
     let outcome = AssertUnwindSafe(async move { handler.handle(req, cx).await })
         .catch_unwind()
@@ -333,7 +333,7 @@ mod tests {
     }
 
     fn echo() -> impl Handler {
-        handler_fn(|req: Request<Bytes>, _cx: CallContext| async move {
+        handler_fn(|req: Request<Bytes>, _cx: RequestContext| async move {
             Response::new(full(format!("{} {}", req.method(), req.uri())))
         })
     }
@@ -394,7 +394,7 @@ mod tests {
     async fn failed_initialisation_answers_503() {
         struct NeverBuilt;
         impl Handler for NeverBuilt {
-            async fn handle(&self, _req: Request<Bytes>, _cx: CallContext) -> Response<Body> {
+            async fn handle(&self, _req: Request<Bytes>, _cx: RequestContext) -> Response<Body> {
                 Response::new(full("never called"))
             }
         }
@@ -423,7 +423,7 @@ mod tests {
             fn handle(
                 &self,
                 _req: Request<Bytes>,
-                _cx: CallContext,
+                _cx: RequestContext,
             ) -> impl Future<Output = Response<Body>> + Send {
                 panic!("eager panic");
                 async { Response::new(full("unreachable")) }

@@ -10,7 +10,7 @@ use crate::body::Body;
 
 /// What the runtime knows about one request.
 #[derive(Debug, Clone)]
-pub struct CallContext {
+pub struct RequestContext {
     /// The request's `X-Call-Id`: the incoming one, or a generated UUID v4. Forward it on every
     /// downstream call; the runtime also puts it on the response.
     pub call_id: String,
@@ -29,7 +29,7 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
         req: Request<Bytes>,
-        cx: CallContext,
+        cx: RequestContext,
     ) -> impl Future<Output = Response<Body>> + Send;
 }
 
@@ -37,11 +37,11 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct HandlerFn<F>(F);
 
-/// Wraps `f`, an `async` function or closure taking the request and its [`CallContext`], as a
+/// Wraps `f`, an `async` function or closure taking the request and its [`RequestContext`], as a
 /// [`Handler`].
 pub fn handler_fn<F, Fut>(f: F) -> HandlerFn<F>
 where
-    F: Fn(Request<Bytes>, CallContext) -> Fut + Send + Sync + 'static,
+    F: Fn(Request<Bytes>, RequestContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send,
 {
     HandlerFn(f)
@@ -49,13 +49,13 @@ where
 
 impl<F, Fut> Handler for HandlerFn<F>
 where
-    F: Fn(Request<Bytes>, CallContext) -> Fut + Send + Sync + 'static,
+    F: Fn(Request<Bytes>, RequestContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send,
 {
     fn handle(
         &self,
         req: Request<Bytes>,
-        cx: CallContext,
+        cx: RequestContext,
     ) -> impl Future<Output = Response<Body>> + Send {
         (self.0)(req, cx)
     }
@@ -69,7 +69,7 @@ mod tests {
 
     #[tokio::test]
     async fn handler_fn_calls_the_closure_with_request_and_context() {
-        let handler = handler_fn(|req: Request<Bytes>, cx: CallContext| async move {
+        let handler = handler_fn(|req: Request<Bytes>, cx: RequestContext| async move {
             Response::new(full(format!(
                 "{} {} {}",
                 req.uri(),
@@ -77,7 +77,7 @@ mod tests {
                 req.body().len()
             )))
         });
-        let cx = CallContext {
+        let cx = RequestContext {
             call_id: "call-1".to_owned(),
             received_at: Instant::now(),
         };

@@ -38,7 +38,7 @@ pub use call_id::CALL_ID_HEADER;
 pub use config::{DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_WRITE_TIMEOUT, RuntimeConfig};
 pub use duration::parse_go_duration;
 pub use error::Error;
-pub use handler::{CallContext, Handler, HandlerFn, handler_fn};
+pub use handler::{Handler, HandlerFn, RequestContext, handler_fn};
 pub use metrics::{REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL};
 pub use response::{json_error, json_response};
 pub use run::run;

@@ -41,7 +41,7 @@ pub fn json_error(
     json_response(
         status,
         &ErrorEnvelope {
-            error: ErrorDetail {
+            error: ErrorFields {
                 message,
                 kind,
                 param,
@@ -70,11 +70,11 @@ pub(crate) fn with_content_type(
 
 #[derive(Serialize)]
 struct ErrorEnvelope<'a> {
-    error: ErrorDetail<'a>,
+    error: ErrorFields<'a>,
 }
 
 #[derive(Serialize)]
-struct ErrorDetail<'a> {
+struct ErrorFields<'a> {
     message: &'a str,
     #[serde(rename = "type")]
     kind: &'a str,

@@ -19,12 +19,12 @@ use crate::telemetry::init_tracing;
 /// `init` fails.
 ///
 /// ```no_run
-/// use faas_runtime::{CallContext, Handler, Body, full};
+/// use faas_runtime::{RequestContext, Handler, Body, full};
 /// use http::{Request, Response};
 ///
 /// struct Echo;
 /// impl Handler for Echo {
-///     async fn handle(&self, req: Request<bytes::Bytes>, _cx: CallContext) -> Response<Body> {
+///     async fn handle(&self, req: Request<bytes::Bytes>, _cx: RequestContext) -> Response<Body> {
 ///         Response::new(full(req.into_body()))
 ///     }
 /// }

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, ExitCode, ExitStatus, Stdio};
 
 use bytes::Bytes;
-use faas_runtime::{Body, CallContext, Handler, full};
+use faas_runtime::{Body, Handler, RequestContext, full};
 use http::{Request, Response};
 use prometheus::Registry;
 use serde_json::Value;
@@ -20,7 +20,7 @@ const CHILD_MODE: &str = "FAAS_RUNTIME_TEST_CHILD_MODE";
 struct Hello;
 
 impl Handler for Hello {
-    async fn handle(&self, _req: Request<Bytes>, _cx: CallContext) -> Response<Body> {
+    async fn handle(&self, _req: Request<Bytes>, _cx: RequestContext) -> Response<Body> {
         Response::new(full("hello"))
     }
 }

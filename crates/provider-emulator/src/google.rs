@@ -131,7 +131,7 @@ pub(crate) async fn handle(call: &Call) -> Reply {
 }
 
 /// The model and method a request addresses.
-struct Target {
+struct ModelAddress {
     project: String,
     location: String,
     model: String,
@@ -143,7 +143,7 @@ fn split_model_method(last: &str) -> Option<(String, String)> {
     Some((model.to_owned(), method.to_owned()))
 }
 
-fn vertex_target(path: &str) -> Option<Target> {
+fn vertex_target(path: &str) -> Option<ModelAddress> {
     let rest = path
         .strip_prefix("/v1/")
         .or_else(|| path.strip_prefix("/v1beta1/"))?;
@@ -160,7 +160,7 @@ fn vertex_target(path: &str) -> Option<Target> {
             last,
         ] => {
             let (model, method) = split_model_method(last)?;
-            Some(Target {
+            Some(ModelAddress {
                 project: (*project).to_owned(),
                 location: (*location).to_owned(),
                 model,
@@ -171,12 +171,12 @@ fn vertex_target(path: &str) -> Option<Target> {
     }
 }
 
-fn gemini_target(path: &str) -> Option<Target> {
+fn gemini_target(path: &str) -> Option<ModelAddress> {
     let last = path
         .strip_prefix("/v1beta/models/")
         .or_else(|| path.strip_prefix("/v1/models/"))?;
     let (model, method) = split_model_method(last)?;
-    Some(Target {
+    Some(ModelAddress {
         project: String::new(),
         location: String::new(),
         model,
@@ -217,7 +217,7 @@ fn error_with_details(
 
 // ---------------------------------------------------------------- auth
 
-fn vertex_auth(call: &Call, target: &Target) -> Option<Reply> {
+fn vertex_auth(call: &Call, target: &ModelAddress) -> Option<Reply> {
     let Credentials::ServiceAccount(sa) = call.shared.credentials() else {
         return None;
     };
@@ -714,7 +714,7 @@ fn response_object(
     body
 }
 
-async fn generate(call: &Call, target: &Target, mode: StreamMode) -> Reply {
+async fn generate(call: &Call, target: &ModelAddress, mode: StreamMode) -> Reply {
     let array = mode == StreamMode::Array;
     let body = match parse(call, array) {
         Ok(b) => b,
@@ -937,7 +937,7 @@ async fn embedding_fault(call: &Call, model: &str, tokens: u64) -> Option<Reply>
     None
 }
 
-async fn embed_content(call: &Call, target: &Target) -> Reply {
+async fn embed_content(call: &Call, target: &ModelAddress) -> Reply {
     let body = match parse(call, false) {
         Ok(b) => b,
         Err(reply) => return reply,
@@ -1012,7 +1012,7 @@ async fn batch_embed(call: &Call) -> Reply {
     json_response(StatusCode::OK, &json!({"embeddings": embeddings})).into()
 }
 
-async fn predict(call: &Call, target: &Target) -> Reply {
+async fn predict(call: &Call, target: &ModelAddress) -> Reply {
     let body = match parse(call, false) {
         Ok(b) => b,
         Err(reply) => return reply,

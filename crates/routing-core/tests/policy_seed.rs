@@ -7,7 +7,7 @@ use routing_core::chat::Locality;
 use routing_core::env::Env;
 use routing_core::policy::{
     BudgetStore, BudgetTracker, BudgetView, LiveStats, OnBudget, Policy, RejectReason,
-    SelectionInput, Target,
+    SelectionInput, ServingFunction,
 };
 use routing_core::pricing::Catalogue;
 use routing_core::{Difficulty, Task};
@@ -151,9 +151,9 @@ fn the_seed_table() {
             "{task} {budget} ms private={private}"
         );
         let expected_target = if task == Task::Embed {
-            Target::Embed
+            ServingFunction::Embed
         } else {
-            Target::ProviderProxy
+            ServingFunction::ProviderProxy
         };
         assert_eq!(d.primary.model.target, expected_target);
         if private || task == Task::Embed {
@@ -354,7 +354,7 @@ fn pinning_by_catalogue_id_reaches_every_provider_kind() {
     }
     for m in policy
         .models()
-        .filter(|m| m.target == Target::ProviderProxy)
+        .filter(|m| m.target == ServingFunction::ProviderProxy)
     {
         let mut input = SelectionInput::new(Task::Generate, 600_000, false);
         input.pinned = Some(m.id.clone());

@@ -1,7 +1,7 @@
 //! HTTP surface of the classify function.
 
 use bytes::Bytes;
-use faas_runtime::{Body, CallContext, Handler, json_error, json_response};
+use faas_runtime::{Body, Handler, RequestContext, json_error, json_response};
 use http::{Method, Request, Response, StatusCode};
 use prometheus::{IntCounterVec, Opts, Registry};
 use routing_core::api::{ClassifyRequest, parse_json};
@@ -28,7 +28,7 @@ impl ClassifyHandler {
 }
 
 impl Handler for ClassifyHandler {
-    async fn handle(&self, req: Request<Bytes>, _cx: CallContext) -> Response<Body> {
+    async fn handle(&self, req: Request<Bytes>, _cx: RequestContext) -> Response<Body> {
         if (req.method(), req.uri().path()) != (&Method::POST, "/") {
             return json_error(
                 StatusCode::NOT_FOUND,

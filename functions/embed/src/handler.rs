@@ -2,7 +2,7 @@
 //! `POST /v1/embeddings` (OpenAI's).
 
 use bytes::Bytes;
-use faas_runtime::{Body, CallContext, Handler, json_error, json_response};
+use faas_runtime::{Body, Handler, RequestContext, json_error, json_response};
 use http::{Method, Request, Response, StatusCode};
 use routing_core::api::{EmbedFunctionRequest, parse_json};
 
@@ -43,7 +43,7 @@ impl EmbedHandler {
 }
 
 impl Handler for EmbedHandler {
-    async fn handle(&self, req: Request<Bytes>, cx: CallContext) -> Response<Body> {
+    async fn handle(&self, req: Request<Bytes>, cx: RequestContext) -> Response<Body> {
         let result = match (req.method(), req.uri().path()) {
             (&Method::POST, "/") => self.native(req.body(), &cx.call_id).await,
             (&Method::POST, "/v1/embeddings") => self.openai(req.body(), &cx.call_id).await,

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use faas_runtime::{CallContext, Handler};
+use faas_runtime::{RequestContext, Handler};
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
@@ -23,7 +23,7 @@ async fn call(
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Bytes::from(body.to_owned()))
         .unwrap();
-    let cx = CallContext {
+    let cx = RequestContext {
         call_id: "handler-test".to_owned(),
         received_at: Instant::now(),
     };

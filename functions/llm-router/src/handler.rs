@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use faas_runtime::{Body, CallContext, Handler, json_response, streaming};
+use faas_runtime::{Body, Handler, RequestContext, json_response, streaming};
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use routing_core::Task;
@@ -268,7 +268,7 @@ impl RouterHandler {
 }
 
 impl Handler for RouterHandler {
-    async fn handle(&self, req: Request<Bytes>, cx: CallContext) -> Response<Body> {
+    async fn handle(&self, req: Request<Bytes>, cx: RequestContext) -> Response<Body> {
         let call = Call {
             id: &cx.call_id,
             received_at: cx.received_at.into(),

@@ -16,7 +16,7 @@ use routing_core::chat::{FinishReason, Usage};
 use routing_core::env::Env;
 use routing_core::policy::{
     BudgetStore, BudgetTracker, BudgetView, Decision, LiveStats, ModelEntry, Policy, PolicyWatcher,
-    Target, needs_escalation,
+    ServingFunction, needs_escalation,
 };
 use routing_core::{Difficulty, Task, classifier};
 use tokio::time::Instant;
@@ -198,7 +198,7 @@ impl Router {
             confidence,
             needs_strong,
             note: classification,
-        } = self.classify(&request, call, deadline).await;
+        } = self.judge_task(&request, call, deadline).await;
         let input = request.selection_input(task, difficulty, confidence);
         let policy = self.policy.current();
         let decision = policy
@@ -222,7 +222,7 @@ impl Router {
     /// The declared task and difficulty, or classify's judgement (in-process
     /// when the classify function cannot answer within its share of the
     /// budget).
-    async fn classify(
+    async fn judge_task(
         &self,
         request: &ValidRequest,
         call: &Call<'_>,
@@ -489,8 +489,8 @@ impl Router {
         call: &Call<'_>,
     ) -> Result<Answer, RouterError> {
         let function = match model.target {
-            Target::Embed => "embed",
-            Target::ProviderProxy => "provider-proxy",
+            ServingFunction::Embed => "embed",
+            ServingFunction::ProviderProxy => "provider-proxy",
         };
         let remaining = self.remaining(plan, &format!("before calling {function}"))?;
         let budget_ms = plan.request.max_latency_ms;
@@ -502,7 +502,7 @@ impl Router {
             other => RouterError::from(other),
         };
         match model.target {
-            Target::Embed => {
+            ServingFunction::Embed => {
                 let input = if plan.request.inputs.is_empty() {
                     plan.request
                         .messages
@@ -533,7 +533,7 @@ impl Router {
                     cost_usd: Some(0.0),
                 })
             }
-            Target::ProviderProxy => {
+            ServingFunction::ProviderProxy => {
                 let request = self.proxy_request(plan, model, remaining, false);
                 let answer: ProxyResponse = self
                     .functions
@@ -564,7 +564,7 @@ impl Router {
         let mut last_error = None;
         for candidate in plan.decision.chain() {
             let model = &candidate.model;
-            if model.target != Target::ProviderProxy {
+            if model.target != ServingFunction::ProviderProxy {
                 return Err(RouterError::Invalid(routing_core::api::InvalidRequest {
                     param: Some("stream".to_owned()),
                     message: "only generated text is streamed".to_owned(),

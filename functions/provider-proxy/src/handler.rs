@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use faas_runtime::{Body, CallContext, Handler, json_error, json_response, streaming};
+use faas_runtime::{Body, Handler, RequestContext, json_error, json_response, streaming};
 use http::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
 
@@ -58,7 +58,7 @@ impl ProxyHandler {
 }
 
 impl Handler for ProxyHandler {
-    async fn handle(&self, req: Request<Bytes>, cx: CallContext) -> Response<Body> {
+    async fn handle(&self, req: Request<Bytes>, cx: RequestContext) -> Response<Body> {
         let result = match (req.method(), req.uri().path()) {
             (&Method::POST, "/") => self.chat(req.body(), &cx.call_id).await,
             (&Method::GET, "/providers") => Ok(json_response(

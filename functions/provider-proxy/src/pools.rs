@@ -23,7 +23,7 @@ struct ProviderPool {
 
 /// Every pooled provider.
 #[derive(Default)]
-pub struct Pools {
+pub struct ReplicaPools {
     pools: BTreeMap<String, ProviderPool>,
 }
 
@@ -34,7 +34,7 @@ pub struct PoolListing {
     pub endpoints: Vec<EndpointLoad>,
 }
 
-impl Pools {
+impl ReplicaPools {
     /// Reads `<NAME>_BASE_URLS` (comma-separated), `<NAME>_POOL_STRATEGY`
     /// (`least_outstanding` or `peak_ewma`) and `<NAME>_POOL_MAX_OUTSTANDING`
     /// for each in-cluster provider that may be pooled.

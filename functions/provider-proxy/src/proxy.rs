@@ -24,7 +24,7 @@ use secrets::SecretStore;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::pools::{PoolListing, Pools};
+use crate::pools::{PoolListing, ReplicaPools};
 use tokio::time::Instant;
 
 /// `PROVIDER_TIMEOUT_MS`: the longest any provider call may take.
@@ -109,7 +109,7 @@ pub struct ProviderListing {
 /// The provider-proxy state.
 pub struct Proxy {
     providers: Providers,
-    pools: Pools,
+    pools: ReplicaPools,
     catalogue: Catalogue,
     metrics: LlmMetrics,
     max_timeout: Duration,
@@ -120,7 +120,7 @@ impl Proxy {
     pub fn new(env: &Env, registry: &Registry) -> Result<Self, String> {
         let secrets = SecretStore::new(env.get_or(ENV_SECRETS_DIR, DEFAULT_SECRETS_DIR));
         let http = http_client::client().map_err(|e| e.to_string())?;
-        let pools = Pools::from_env(env, &secrets, &http)?;
+        let pools = ReplicaPools::from_env(env, &secrets, &http)?;
         let providers = Providers::from_env(env, &secrets, http).map_err(|e| e.to_string())?;
         let catalogue = match env.get(ENV_PRICES_PATH) {
             Some(path) => {

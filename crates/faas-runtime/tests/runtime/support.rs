@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use faas_runtime::{Body, CallContext, Error, Handler, RuntimeConfig, json_response, streaming};
+use faas_runtime::{Body, Error, Handler, RequestContext, RuntimeConfig, json_response, streaming};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -83,7 +83,7 @@ impl TestHandler {
 }
 
 impl Handler for TestHandler {
-    async fn handle(&self, req: Request<Bytes>, cx: CallContext) -> Response<Body> {
+    async fn handle(&self, req: Request<Bytes>, cx: RequestContext) -> Response<Body> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match req.uri().path() {
             "/panic" => panic!("the test handler panics on purpose"),

@@ -9,7 +9,7 @@ use crate::task::{Difficulty, Task};
 /// Which function carries out a route.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Target {
+pub enum ServingFunction {
     /// The embed function (in-cluster embeddings).
     Embed,
     /// provider-proxy, which calls the named provider.
@@ -159,7 +159,7 @@ pub struct ModelEntry {
     /// Static latency prior, used until live measurements are enough.
     pub latency: LatencyPrior,
     /// Which function carries out the call.
-    pub target: Target,
+    pub target: ServingFunction,
     /// Whether rules without a `models` list consider this model; when
     /// false it is reached only by pinning or by a rule listing it.
     pub auto_route: bool,

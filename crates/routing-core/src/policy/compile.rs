@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use super::catalogue::{LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, Target, Tiers};
+use super::catalogue::{
+    LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, ServingFunction, Tiers,
+};
 use super::escalation::EscalationCheck;
 use super::live::LiveConfig;
 use super::schema::{
@@ -489,7 +491,7 @@ fn compile_model(
     }
     check_tiers(c, &mp.key("quality"), &m.quality)?;
     let by_task = task_quality(c, mp, &m)?;
-    if m.target == Target::Embed {
+    if m.target == ServingFunction::Embed {
         if m.locality != Locality::InCluster {
             return Err(c.error(
                 &mp.key("locality"),

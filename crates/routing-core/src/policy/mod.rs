@@ -51,7 +51,9 @@ pub use budget::{
     BudgetAction, BudgetLevel, BudgetLimit, BudgetStore, BudgetTracker, BudgetView, OnBudget,
     Period, Spend, utc_month,
 };
-pub use catalogue::{LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, Target, Tiers};
+pub use catalogue::{
+    LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, ServingFunction, Tiers,
+};
 pub use compile::PolicyError;
 pub use escalation::{EscalationCheck, EscalationReason, needs_escalation};
 pub use live::{BreakerState, Clock, LiveConfig, LiveLatency, LiveStats, ManualClock, SystemClock};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::budget::{BudgetLimit, OnBudget};
-use super::catalogue::{Target, Tiers};
+use super::catalogue::{ServingFunction, Tiers};
 use super::escalation::EscalationCheck;
 use super::live::LiveConfig;
 use crate::chat::Locality;
@@ -358,7 +358,7 @@ pub(super) struct ModelFile {
     pub(super) model_env: Option<String>,
     pub(super) locality: Locality,
     #[serde(default)]
-    pub(super) target: Target,
+    pub(super) target: ServingFunction,
     pub(super) tasks: Vec<Task>,
     pub(super) context_window: u32,
     pub(super) ttft_ms: f64,

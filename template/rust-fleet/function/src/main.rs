@@ -3,14 +3,14 @@
 
 use std::process::ExitCode;
 
-use faas_runtime::{Body, CallContext, Handler, json_response};
+use faas_runtime::{Body, RequestContext, Handler, json_response};
 use http::{Request, Response, StatusCode};
 use prometheus::Registry;
 
 struct Function;
 
 impl Handler for Function {
-    async fn handle(&self, req: Request<bytes::Bytes>, cx: CallContext) -> Response<Body> {
+    async fn handle(&self, req: Request<bytes::Bytes>, cx: RequestContext) -> Response<Body> {
         json_response(
             StatusCode::OK,
             &serde_json::json!({
