@@ -513,8 +513,11 @@ pub struct RouteResponse {
 }
 
 /// What llm-router asks provider-proxy to do.
+///
+/// Like every body exchanged between the fleet's functions, unknown fields
+/// are ignored, so that a router a release ahead can add one during a
+/// rolling deploy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProxyRequest {
     /// Configured provider name, e.g. `groq`.
     pub provider: String,
@@ -606,9 +609,9 @@ pub struct ProxyResponse {
     pub latency_ms: u64,
 }
 
-/// A request to the embed function.
+/// A request to the embed function (unknown fields are ignored, see
+/// [`ProxyRequest`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct EmbedFunctionRequest {
     /// Texts to embed: a string or an array of strings.
     #[serde(deserialize_with = "one_or_many")]
@@ -628,9 +631,9 @@ pub struct EmbedFunctionResponse {
     pub usage: Usage,
 }
 
-/// A request to the classify function.
+/// A request to the classify function (unknown fields are ignored, see
+/// [`ProxyRequest`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ClassifyRequest {
     /// The text to classify.
     pub text: String,
@@ -809,6 +812,121 @@ mod tests {
         assert_eq!(input.input_tokens, 5);
         let embed = parse(r#"{"task":"embed","input":["abcdefgh","x"]}"#).unwrap();
         assert_eq!(embed.estimated_input_tokens(), 3);
+    }
+
+    /// `value` with a field no release knows, as a newer sender might add.
+    fn with_unknown_field(mut value: serde_json::Value) -> Vec<u8> {
+        value["added_in_a_later_release"] = serde_json::json!({"any": ["shape"]});
+        value.to_string().into_bytes()
+    }
+
+    fn round_trips_with_an_unknown_field<T>(value: &T)
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+    {
+        let body = with_unknown_field(serde_json::to_value(value).unwrap());
+        let parsed: T = parse_json(&body).unwrap();
+        assert_eq!(&parsed, value);
+    }
+
+    #[test]
+    fn a_proxy_request_ignores_unknown_fields() {
+        round_trips_with_an_unknown_field(&ProxyRequest {
+            provider: "groq".to_owned(),
+            model: "llama".to_owned(),
+            task: Task::Generate,
+            private: true,
+            messages: vec![Message::user("hi")],
+            max_tokens: Some(5),
+            temperature: Some(0.5),
+            stop: vec!["END".to_owned()],
+            timeout_ms: Some(900),
+            stream: true,
+        });
+    }
+
+    #[test]
+    fn a_proxy_response_ignores_unknown_fields() {
+        round_trips_with_an_unknown_field(&ProxyResponse {
+            provider: "groq".to_owned(),
+            model: "llama".to_owned(),
+            served_model: "llama-3".to_owned(),
+            text: "hello".to_owned(),
+            finish_reason: FinishReason::Stop,
+            usage: Usage::default(),
+            cost_usd: Some(0.001),
+            latency_ms: 12,
+        });
+    }
+
+    #[test]
+    fn proxy_stream_events_ignore_unknown_fields() {
+        round_trips_with_an_unknown_field(&ProxyStreamEvent::Delta {
+            text: "he".to_owned(),
+        });
+        round_trips_with_an_unknown_field(&ProxyStreamEvent::Done {
+            provider: "groq".to_owned(),
+            model: "llama".to_owned(),
+            finish_reason: FinishReason::Length,
+            usage: Usage::default(),
+            cost_usd: None,
+            latency_ms: 3,
+        });
+        round_trips_with_an_unknown_field(&ProxyStreamEvent::Error {
+            error: ErrorDetail {
+                message: "boom".to_owned(),
+                kind: "upstream_error".to_owned(),
+                param: None,
+                code: None,
+            },
+        });
+    }
+
+    #[test]
+    fn an_embed_request_and_its_answer_ignore_unknown_fields() {
+        round_trips_with_an_unknown_field(&EmbedFunctionRequest {
+            input: Some(vec!["a".to_owned(), "b".to_owned()]),
+        });
+        round_trips_with_an_unknown_field(&EmbedFunctionResponse {
+            provider: "local".to_owned(),
+            model: "minilm".to_owned(),
+            embeddings: vec![vec![0.5, -0.25]],
+            usage: Usage::default(),
+        });
+    }
+
+    #[test]
+    fn a_classify_request_and_its_answer_ignore_unknown_fields() {
+        round_trips_with_an_unknown_field(&ClassifyRequest {
+            text: "hi".to_owned(),
+        });
+        round_trips_with_an_unknown_field(&ClassifyResponse {
+            task: Task::Reason,
+            difficulty: Difficulty::Hard,
+            confidence: 0.75,
+            task_confidence: Some(0.5),
+            needs_strong: Some(0.25),
+            method: Some("heuristic".to_owned()),
+        });
+    }
+
+    #[test]
+    fn an_error_body_ignores_unknown_fields() {
+        round_trips_with_an_unknown_field(&ErrorBody {
+            error: ErrorDetail {
+                message: "no".to_owned(),
+                kind: "invalid_request_error".to_owned(),
+                param: Some("task".to_owned()),
+                code: None,
+            },
+        });
+    }
+
+    #[test]
+    fn the_callers_request_still_refuses_unknown_fields() {
+        let body = with_unknown_field(serde_json::json!({"prompt": "hi"}));
+        let err = RouteRequest::parse(&body).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("added_in_a_later_release"));
     }
 
     proptest::proptest! {
