@@ -30,6 +30,19 @@ pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Bod
     }
 }
 
+/// An error response: `error` serialised under the key `"error"`, the shape
+/// every function answers a failure with (OpenAI's when `error` has
+/// `message`, `type`, `param` and `code`; a function may add fields).
+///
+/// `status` is a [`StatusCode`] or a `u16`; a number that is no HTTP status
+/// becomes 500.
+pub fn error_response(status: impl TryInto<StatusCode>, error: &impl Serialize) -> Response<Body> {
+    let status = status
+        .try_into()
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(status, &ErrorEnvelope { error })
+}
+
 /// An OpenAI-shaped error response:
 /// `{"error":{"message":…,"type":kind,"param":param|null,"code":null}}`.
 pub fn json_error(
@@ -38,15 +51,13 @@ pub fn json_error(
     message: &str,
     param: Option<&str>,
 ) -> Response<Body> {
-    json_response(
+    error_response(
         status,
-        &ErrorEnvelope {
-            error: ErrorFields {
-                message,
-                kind,
-                param,
-                code: None,
-            },
+        &ErrorFields {
+            message,
+            kind,
+            param,
+            code: None,
         },
     )
 }
@@ -69,8 +80,8 @@ pub(crate) fn with_content_type(
 }
 
 #[derive(Serialize)]
-struct ErrorEnvelope<'a> {
-    error: ErrorFields<'a>,
+struct ErrorEnvelope<'a, T> {
+    error: &'a T,
 }
 
 #[derive(Serialize)]
@@ -126,6 +137,28 @@ mod tests {
             body_json(response).await,
             json!({"error": {"message": "boom", "type": "internal_error", "param": null, "code": null}})
         );
+    }
+
+    #[tokio::test]
+    async fn error_response_wraps_any_error_object() {
+        let response = error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"message": "no", "type": "no_route", "rejected": []}),
+        );
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_json(response).await,
+            json!({"error": {"message": "no", "type": "no_route", "rejected": []}})
+        );
+    }
+
+    #[tokio::test]
+    async fn error_response_takes_a_numeric_status_and_falls_back_to_500() {
+        let response = error_response(429u16, &json!({"type": "rate_limited"}));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let response = error_response(1000u16, &json!({"type": "odd"}));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[tokio::test]

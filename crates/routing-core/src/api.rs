@@ -683,6 +683,28 @@ pub struct ErrorDetail {
     pub code: Option<String>,
 }
 
+impl ErrorDetail {
+    /// An error of class `kind` that blames no field.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: kind.into(),
+            param: None,
+            code: None,
+        }
+    }
+}
+
+impl From<&InvalidRequest> for ErrorDetail {
+    /// An `invalid_request_error` naming the field at fault.
+    fn from(e: &InvalidRequest) -> Self {
+        Self {
+            param: e.param.clone(),
+            ..Self::new("invalid_request_error", e.message.clone())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -920,6 +942,15 @@ mod tests {
                 code: None,
             },
         });
+    }
+
+    #[test]
+    fn an_invalid_request_is_an_invalid_request_error_naming_the_field() {
+        let detail = ErrorDetail::from(&InvalidRequest::field("task", "unknown task"));
+        assert_eq!(
+            serde_json::to_value(&detail).unwrap(),
+            serde_json::json!({"message": "unknown task", "type": "invalid_request_error", "param": "task", "code": null})
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! HTTP surface of the classify function.
 
 use bytes::Bytes;
-use faas_runtime::{Body, Handler, RequestContext, json_error, json_response};
+use faas_runtime::{Body, Handler, RequestContext, error_response, json_error, json_response};
 use http::{Method, Request, Response, StatusCode};
 use prometheus::{IntCounterVec, Opts, Registry};
-use routing_core::api::{ClassifyRequest, parse_json};
+use routing_core::api::{ClassifyRequest, ErrorDetail, parse_json};
 use routing_core::classifier;
 
 /// Serves `POST /` with `{"text": "..."}`.
@@ -49,12 +49,7 @@ impl Handler for ClassifyHandler {
                     .inc();
                 json_response(StatusCode::OK, &verdict)
             }
-            Err(e) => json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                &e.message,
-                e.param.as_deref(),
-            ),
+            Err(e) => error_response(StatusCode::BAD_REQUEST, &ErrorDetail::from(&e)),
         }
     }
 }

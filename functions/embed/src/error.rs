@@ -66,24 +66,15 @@ impl EmbedError {
     /// JSON error body.
     pub fn detail(&self) -> ErrorDetail {
         let (kind, param) = match self {
-            EmbedError::Invalid(e) => {
-                return ErrorDetail {
-                    message: e.message.clone(),
-                    kind: "invalid_request_error".to_owned(),
-                    param: e.param.clone(),
-                    code: None,
-                };
-            }
+            EmbedError::Invalid(e) => return ErrorDetail::from(e),
             EmbedError::TooLarge { param, .. } => ("invalid_request_error", Some(*param)),
             EmbedError::Backend(e) => (e.metric_label(), None),
             EmbedError::Model(_) => ("server_error", None),
             EmbedError::NotFound { .. } => ("not_found", None),
         };
         ErrorDetail {
-            message: self.to_string(),
-            kind: kind.to_owned(),
             param: param.map(str::to_owned),
-            code: None,
+            ..ErrorDetail::new(kind, self.to_string())
         }
     }
 }

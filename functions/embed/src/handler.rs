@@ -2,7 +2,7 @@
 //! `POST /v1/embeddings` (OpenAI's).
 
 use bytes::Bytes;
-use faas_runtime::{Body, Handler, RequestContext, json_error, json_response};
+use faas_runtime::{Body, Handler, RequestContext, error_response, json_response};
 use http::{Method, Request, Response, StatusCode};
 use routing_core::api::{EmbedFunctionRequest, parse_json};
 
@@ -52,16 +52,6 @@ impl Handler for EmbedHandler {
                 path: path.to_owned(),
             }),
         };
-        result.unwrap_or_else(|e| {
-            let detail = e.detail();
-            let status =
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            json_error(
-                status,
-                &detail.kind,
-                &detail.message,
-                detail.param.as_deref(),
-            )
-        })
+        result.unwrap_or_else(|e| error_response(e.status(), &e.detail()))
     }
 }

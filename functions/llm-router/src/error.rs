@@ -3,7 +3,19 @@
 use gateway_client::InvokeError;
 use http::StatusCode;
 use routing_core::api::{ErrorDetail, InvalidRequest};
-use routing_core::policy::NoRoute;
+use routing_core::policy::{NoRoute, Rejection};
+use serde::Serialize;
+
+/// What a failed routed request answers under `"error"`.
+#[derive(Debug, Serialize)]
+pub struct RouterErrorObject<'a> {
+    /// Message, type, param and code.
+    #[serde(flatten)]
+    pub detail: ErrorDetail,
+    /// Every model considered and why it was left out, when none could serve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<&'a [Rejection]>,
+}
 
 /// A failed routed request.
 #[derive(Debug, thiserror::Error)]
@@ -78,19 +90,9 @@ impl RouterError {
 
     /// The JSON error body.
     pub fn detail(&self) -> ErrorDetail {
-        let simple = |kind: &str| ErrorDetail {
-            message: self.to_string(),
-            kind: kind.to_owned(),
-            param: None,
-            code: None,
-        };
+        let simple = |kind: &str| ErrorDetail::new(kind, self.to_string());
         match self {
-            RouterError::Invalid(e) => ErrorDetail {
-                message: e.message.clone(),
-                kind: "invalid_request_error".to_owned(),
-                param: e.param.clone(),
-                code: None,
-            },
+            RouterError::Invalid(e) => ErrorDetail::from(e),
             RouterError::BudgetExhausted { .. } => simple("timeout"),
             RouterError::Downstream(e) => match e.as_ref() {
                 InvokeError::Failed { detail, .. } => detail.clone(),
@@ -99,28 +101,30 @@ impl RouterError {
                 InvokeError::Decode { .. } => simple("upstream_error"),
             },
             RouterError::NoRoute(e) => ErrorDetail {
-                message: e.message.clone(),
-                kind: match e.status {
-                    402 | 429 => "budget_exceeded",
-                    404 => "model_not_found",
-                    _ => "no_route",
-                }
-                .to_owned(),
                 param: (e.status == 404).then(|| "model".to_owned()),
-                code: None,
+                ..ErrorDetail::new(
+                    match e.status {
+                        402 | 429 => "budget_exceeded",
+                        404 => "model_not_found",
+                        _ => "no_route",
+                    },
+                    e.message.clone(),
+                )
             },
             RouterError::NotFound { .. } => simple("not_found"),
         }
     }
 
-    /// The JSON error body: OpenAI's shape, plus the models left out and why
-    /// when no model could serve.
-    pub fn body(&self) -> serde_json::Value {
-        let mut body = serde_json::json!({ "error": self.detail() });
-        if let RouterError::NoRoute(e) = self {
-            body["error"]["rejected"] = serde_json::to_value(&e.rejected).unwrap_or_default();
+    /// The error object of the JSON error body: OpenAI's shape, plus the
+    /// models left out and why when no model could serve.
+    pub fn error_object(&self) -> RouterErrorObject<'_> {
+        RouterErrorObject {
+            detail: self.detail(),
+            rejected: match self {
+                RouterError::NoRoute(e) => Some(&e.rejected),
+                _ => None,
+            },
         }
-        body
     }
 
     /// A low-cardinality label for metrics.

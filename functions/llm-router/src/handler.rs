@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use faas_runtime::{Body, Handler, RequestContext, json_response, streaming};
+use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, streaming};
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use routing_core::Task;
@@ -301,7 +301,7 @@ impl Handler for RouterHandler {
         };
         result.unwrap_or_else(|e| {
             tracing::info!(call_id = %cx.call_id, status = e.status().as_u16(), error = e.metric_label(), "request failed");
-            json_response(e.status(), &e.body())
+            error_response(e.status(), &e.error_object())
         })
     }
 }

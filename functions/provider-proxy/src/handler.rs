@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use faas_runtime::{Body, Handler, RequestContext, json_error, json_response, streaming};
+use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, streaming};
 use http::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
 
@@ -70,16 +70,6 @@ impl Handler for ProxyHandler {
                 path: path.to_owned(),
             }),
         };
-        result.unwrap_or_else(|e| {
-            let detail = e.detail();
-            let status =
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            json_error(
-                status,
-                &detail.kind,
-                &detail.message,
-                detail.param.as_deref(),
-            )
-        })
+        result.unwrap_or_else(|e| error_response(e.status(), &e.detail()))
     }
 }

@@ -77,22 +77,16 @@ impl ProxyError {
     /// JSON error body.
     pub fn detail(&self) -> ErrorDetail {
         let (kind, param) = match self {
-            ProxyError::Invalid(e) => ("invalid_request_error", e.param.clone()),
+            ProxyError::Invalid(e) => return ErrorDetail::from(e),
             ProxyError::PrivateToExternal { .. } => {
                 ("private_request_refused", Some("provider".to_owned()))
             }
             ProxyError::Provider { error, .. } => (error.metric_label(), None),
             ProxyError::NotFound { .. } => ("not_found", None),
         };
-        let message = match self {
-            ProxyError::Invalid(e) => e.message.clone(),
-            other => other.to_string(),
-        };
         ErrorDetail {
-            message,
-            kind: kind.to_owned(),
             param,
-            code: None,
+            ..ErrorDetail::new(kind, self.to_string())
         }
     }
 }
