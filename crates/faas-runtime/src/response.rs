@@ -1,12 +1,17 @@
 //! Building JSON responses, including OpenAI-shaped errors.
 
-use http::header::{CONTENT_TYPE, HeaderValue};
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-use crate::body::{Body, full};
+use tokio::sync::mpsc;
+
+use crate::body::{Body, full, streaming};
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+const TEXT_EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// Body used when a value cannot be serialised; written by hand so it cannot fail itself.
@@ -60,6 +65,24 @@ pub fn json_error(
             code: None,
         },
     )
+}
+
+/// A `200` server-sent events response (`Content-Type: text/event-stream`,
+/// `Cache-Control: no-cache`) whose body is every frame received on
+/// `frames`, in order, sent as it arrives; it ends when every sender is
+/// dropped. Each frame goes out as it is, so it should be whole events
+/// (`data: …` and a blank line).
+pub fn sse_response(frames: mpsc::Receiver<Bytes>) -> Response<Body> {
+    let body = streaming(futures_util::stream::unfold(frames, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|frame| (Ok::<Bytes, std::convert::Infallible>(frame), rx))
+    }));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, TEXT_EVENT_STREAM);
+    headers.insert(CACHE_CONTROL, NO_CACHE);
+    response
 }
 
 /// A plain-text response, for the runtime's health endpoints.
@@ -159,6 +182,29 @@ mod tests {
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         let response = error_response(1000u16, &json!({"type": "odd"}));
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn sse_response_streams_the_frames_until_the_senders_are_gone() {
+        let (tx, rx) = mpsc::channel(4);
+        let response = sse_response(rx);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_TYPE], "text/event-stream");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-cache");
+        tx.send(Bytes::from_static(b"data: 1\n\n"))
+            .await
+            .expect("receiver alive");
+        tx.send(Bytes::from_static(b"data: [DONE]\n\n"))
+            .await
+            .expect("receiver alive");
+        drop(tx);
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("no error")
+            .to_bytes();
+        assert_eq!(bytes, Bytes::from_static(b"data: 1\n\ndata: [DONE]\n\n"));
     }
 
     #[tokio::test]

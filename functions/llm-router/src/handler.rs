@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, streaming};
+use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, sse_response};
 use futures_util::StreamExt;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use routing_core::Task;
 use routing_core::api::{
     InvalidRequest, ProxyStreamEvent, RouteExplanation, RouteRequest, RouteResponse, parse_json,
@@ -249,21 +249,7 @@ impl RouterHandler {
                 router.settle_stream(&plan, &routed.model, routed.started, false, None);
             }
         });
-        let body = streaming(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|frame| (Ok::<Bytes, std::convert::Infallible>(frame), rx))
-        }));
-        let mut response = Response::new(body);
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/event-stream"),
-        );
-        response.headers_mut().insert(
-            header::CACHE_CONTROL,
-            header::HeaderValue::from_static("no-cache"),
-        );
-        Ok(response)
+        Ok(sse_response(rx))
     }
 }
 

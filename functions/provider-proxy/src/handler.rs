@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, streaming};
-use http::{Method, Request, Response, StatusCode, header};
+use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, sse_response};
+use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::proxy::{Proxy, ProxyError};
@@ -27,21 +27,7 @@ impl ProxyHandler {
         let prepared = self.proxy.prepare(body)?;
         if prepared.stream {
             let frames = self.proxy.chat_stream(prepared, call_id).await?;
-            let body = streaming(futures_util::stream::unfold(frames, |mut rx| async move {
-                rx.recv()
-                    .await
-                    .map(|frame| (Ok::<Bytes, std::convert::Infallible>(frame), rx))
-            }));
-            let mut response = Response::new(body);
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/event-stream"),
-            );
-            response.headers_mut().insert(
-                header::CACHE_CONTROL,
-                header::HeaderValue::from_static("no-cache"),
-            );
-            return Ok(response);
+            return Ok(sse_response(frames));
         }
         let answer = self.proxy.chat(prepared, call_id).await?;
         tracing::info!(
