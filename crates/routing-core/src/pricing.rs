@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use crate::chat::Usage;
+use crate::env::Env;
 
 /// The catalogue shipped with the fleet.
 pub const DEFAULT_CATALOGUE: &str = include_str!("../config/prices.toml");
+/// `PRICES_PATH`: a price catalogue replacing the built-in one.
+pub const ENV_PRICES_PATH: &str = "PRICES_PATH";
 
 /// USD per one million tokens for one model.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -111,6 +114,19 @@ impl Catalogue {
         Self::parse(DEFAULT_CATALOGUE, "built-in")
     }
 
+    /// The catalogue at `PRICES_PATH`, else the built-in one: what both
+    /// routing and metering price with.
+    pub fn from_env(env: &Env) -> Result<Self, CatalogueError> {
+        let Some(path) = env.get(ENV_PRICES_PATH) else {
+            return Self::builtin();
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| CatalogueError {
+            origin: path.to_owned(),
+            reason: format!("cannot read {ENV_PRICES_PATH}: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
     /// The price of `model` at `provider`; a `*` entry covers any model.
     pub fn price(&self, provider: &str, model: &str) -> Option<&Price> {
         self.prices
@@ -133,6 +149,34 @@ impl Catalogue {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn from_env_reads_prices_path_or_falls_back_to_the_built_in_catalogue() {
+        let builtin = Catalogue::from_env(&Env::from_pairs::<&str, &str>([])).unwrap();
+        assert_eq!(
+            builtin.iter().count(),
+            Catalogue::builtin().unwrap().iter().count()
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prices.toml");
+        std::fs::write(
+            &path,
+            "[[model]]\nprovider = \"p\"\nmodel = \"m\"\ninput = 1.0\noutput = 2.0\nas_of = \"2026-01-01\"\nsource = \"test\"\n",
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        let custom =
+            Catalogue::from_env(&Env::from_pairs([(ENV_PRICES_PATH, path.as_str())])).unwrap();
+        assert_eq!(custom.iter().count(), 1);
+        assert_eq!(custom.price("p", "m").map(|p| p.output), Some(2.0));
+
+        let missing = dir.path().join("missing.toml").display().to_string();
+        let err = Catalogue::from_env(&Env::from_pairs([(ENV_PRICES_PATH, missing.as_str())]))
+            .unwrap_err();
+        assert_eq!(err.origin, missing);
+        assert!(err.reason.starts_with("cannot read PRICES_PATH"), "{err}");
+    }
 
     fn usage(input: u64, output: u64, cached: u64) -> Usage {
         Usage {

@@ -30,8 +30,6 @@ use tokio::time::Instant;
 /// `PROVIDER_TIMEOUT_MS`: the longest any provider call may take.
 pub const ENV_PROVIDER_TIMEOUT_MS: &str = "PROVIDER_TIMEOUT_MS";
 const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 55_000;
-/// `PRICES_PATH`: a price catalogue replacing the built-in one.
-pub const ENV_PRICES_PATH: &str = "PRICES_PATH";
 
 /// A failed proxy call.
 #[derive(Debug, thiserror::Error)]
@@ -116,14 +114,7 @@ impl Proxy {
         let http = http_client::client().map_err(|e| e.to_string())?;
         let pools = ReplicaPools::from_env(env, &secrets, &http)?;
         let providers = Providers::from_env(env, &secrets, http).map_err(|e| e.to_string())?;
-        let catalogue = match env.get(ENV_PRICES_PATH) {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{ENV_PRICES_PATH}={path}: {e}"))?;
-                Catalogue::parse(&text, path).map_err(|e| e.to_string())?
-            }
-            None => Catalogue::builtin().map_err(|e| e.to_string())?,
-        };
+        let catalogue = Catalogue::from_env(env).map_err(|e| e.to_string())?;
         let max_timeout_ms = env
             .parse_or(ENV_PROVIDER_TIMEOUT_MS, DEFAULT_PROVIDER_TIMEOUT_MS)
             .map_err(|e| e.to_string())?;

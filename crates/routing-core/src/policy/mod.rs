@@ -77,8 +77,7 @@ pub const DEFAULT_POLICY: &str = include_str!("../../config/policy.toml");
 pub const ENV_POLICY_PATH: &str = "POLICY_PATH";
 /// `POLICY_RELOAD_SECS`: how often `POLICY_PATH` is checked (0: never).
 pub const ENV_POLICY_RELOAD_SECS: &str = "POLICY_RELOAD_SECS";
-/// `PRICES_PATH`: a price catalogue replacing the built-in one.
-pub const ENV_PRICES_PATH: &str = "PRICES_PATH";
+pub use crate::pricing::ENV_PRICES_PATH;
 /// `LOCAL_CHAT_MODEL`: the Ollama model behind `ollama/local` in the
 /// built-in policy (its `model_env`).
 pub const ENV_LOCAL_CHAT_MODEL: &str = "LOCAL_CHAT_MODEL";
@@ -103,14 +102,7 @@ fn policy_error(origin: &str, message: String) -> PolicyError {
 
 /// The price catalogue from `PRICES_PATH`, else the built-in one.
 pub(crate) fn prices_from_env(env: &Env) -> Result<Catalogue, PolicyError> {
-    match env.get(ENV_PRICES_PATH) {
-        None => Catalogue::builtin().map_err(|e| policy_error("built-in", e.to_string())),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| policy_error(path, format!("cannot read {ENV_PRICES_PATH}: {e}")))?;
-            Catalogue::parse(&text, path).map_err(|e| policy_error(path, e.to_string()))
-        }
-    }
+    Catalogue::from_env(env).map_err(|e| policy_error(&e.origin, e.to_string()))
 }
 
 impl Policy {
