@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use civil_date::{civil_from_days, day_number};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,29 +32,10 @@ pub trait BudgetStore: Send + Sync {
     fn spent(&self, tenant: &str, at: SystemTime) -> Spend;
 }
 
-/// A UTC calendar day, as days since 1970-01-01.
-fn day_number(at: SystemTime) -> i64 {
-    match at.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs() / 86_400).unwrap_or(i64::MAX),
-        Err(e) => {
-            let secs = i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX);
-            -((secs + 86_399) / 86_400)
-        }
-    }
-}
-
-/// The (year, month) of a day number, by the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
+/// The (year, month) of a day number (days since 1970-01-01, UTC).
 fn year_month(days: i64) -> (i64, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, u32::try_from(month).unwrap_or(1))
+    let (year, month, _) = civil_from_days(days);
+    (year, month)
 }
 
 /// The UTC month containing `at`, as `(year, month)`.
@@ -257,7 +240,7 @@ pub struct BudgetLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
