@@ -39,7 +39,7 @@ pub use config::{DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_WRITE_TIMEOUT, 
 pub use duration::parse_go_duration;
 pub use error::Error;
 pub use handler::{Handler, HandlerFn, RequestContext, handler_fn};
-pub use metrics::{REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL};
+pub use metrics::{REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, register_metric};
 pub use response::{error_response, json_error, json_response, sse_response};
 pub use run::run;
 pub use server::{bind, serve};

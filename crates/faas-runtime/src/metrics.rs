@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use http::header::HeaderValue;
 use http::{Method, Response, StatusCode};
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -24,6 +25,22 @@ const DURATION_BUCKETS: [f64; 15] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
+/// Registers a newly made metric family in `registry` and returns it, for
+/// the caller to keep: `register_metric(&registry, IntCounterVec::new(opts,
+/// &["label"]))?`. Fails when the family could not be made (`family` is an
+/// error) or when `registry` already holds a family of that name.
+pub fn register_metric<C>(
+    registry: &Registry,
+    family: prometheus::Result<C>,
+) -> prometheus::Result<C>
+where
+    C: Collector + Clone + 'static,
+{
+    let family = family?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
 /// The runtime's metric families, registered in the function's registry.
 ///
 /// Only requests that reach the handler path are counted; `/_/health`, `/_/ready` and `/metrics`
@@ -38,30 +55,36 @@ pub(crate) struct RuntimeMetrics {
 impl RuntimeMetrics {
     /// Creates the families, labelled `function=<function_name>`, and registers them.
     pub(crate) fn register(registry: &Registry, function_name: &str) -> Result<Self, Error> {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                REQUESTS_TOTAL,
-                "Requests answered, by method and status class.",
-            )
-            .const_label("function", function_name),
-            &["method", "status_class"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                REQUEST_DURATION_SECONDS,
-                "Seconds from receiving a request to its response head, by method.",
-            )
-            .const_label("function", function_name)
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["method"],
-        )?;
-        let in_flight = IntGauge::with_opts(
-            Opts::new(REQUESTS_IN_FLIGHT, "Requests being handled now.")
+        let requests = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    REQUESTS_TOTAL,
+                    "Requests answered, by method and status class.",
+                )
                 .const_label("function", function_name),
+                &["method", "status_class"],
+            ),
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
+        let duration = register_metric(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    REQUEST_DURATION_SECONDS,
+                    "Seconds from receiving a request to its response head, by method.",
+                )
+                .const_label("function", function_name)
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["method"],
+            ),
+        )?;
+        let in_flight = register_metric(
+            registry,
+            IntGauge::with_opts(
+                Opts::new(REQUESTS_IN_FLIGHT, "Requests being handled now.")
+                    .const_label("function", function_name),
+            ),
+        )?;
         Ok(Self {
             requests,
             duration,
@@ -206,6 +229,36 @@ mod tests {
         assert_eq!(metrics.in_flight.get(), 1);
         drop(second);
         assert_eq!(metrics.in_flight.get(), 0);
+    }
+
+    #[test]
+    fn register_metric_registers_and_returns_the_family() {
+        let registry = Registry::new();
+        let counter = register_metric(
+            &registry,
+            IntCounterVec::new(Opts::new("things_total", "Things."), &["kind"]),
+        )
+        .expect("registers");
+        counter.with_label_values(&["a"]).inc();
+        let families = registry.gather();
+        assert_eq!(families.len(), 1);
+        assert_eq!(families[0].name(), "things_total");
+        assert!(
+            register_metric(
+                &registry,
+                IntCounterVec::new(Opts::new("things_total", "Again."), &["kind"]),
+            )
+            .is_err(),
+            "a second family of the same name is refused"
+        );
+        assert!(
+            register_metric(
+                &registry,
+                IntCounterVec::new(Opts::new("bad name", "Invalid."), &["kind"]),
+            )
+            .is_err(),
+            "a family that cannot be made is an error"
+        );
     }
 
     #[test]

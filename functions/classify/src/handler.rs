@@ -1,7 +1,9 @@
 //! HTTP surface of the classify function.
 
 use bytes::Bytes;
-use faas_runtime::{Body, Handler, RequestContext, error_response, json_error, json_response};
+use faas_runtime::{
+    Body, Handler, RequestContext, error_response, json_error, json_response, register_metric,
+};
 use http::{Method, Request, Response, StatusCode};
 use prometheus::{IntCounterVec, Opts, Registry};
 use routing_core::api::{ClassifyRequest, ErrorDetail, parse_json};
@@ -15,14 +17,16 @@ pub struct ClassifyHandler {
 impl ClassifyHandler {
     /// Registers the function's metrics.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let verdicts = IntCounterVec::new(
-            Opts::new(
-                "classify_verdicts_total",
-                "Classifications by task and difficulty.",
+        let verdicts = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "classify_verdicts_total",
+                    "Classifications by task and difficulty.",
+                ),
+                &["task", "difficulty"],
             ),
-            &["task", "difficulty"],
         )?;
-        registry.register(Box::new(verdicts.clone()))?;
         Ok(Self { verdicts })
     }
 }

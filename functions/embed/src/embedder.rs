@@ -2,6 +2,7 @@
 //! all-MiniLM-L6-v2 in this process, `ollama` calls the in-cluster Ollama `/api/embed`.
 //! Requests are checked here, whatever the backend.
 
+use faas_runtime::register_metric;
 use prometheus::{IntCounterVec, Opts, Registry};
 use routing_core::api::EmbedFunctionResponse;
 use routing_core::chat::Usage;
@@ -42,24 +43,25 @@ impl Embedder {
                 Backend::Ollama(OllamaBackend::new(env, model, timeout)?)
             }
         };
-        let texts = IntCounterVec::new(
-            Opts::new(
-                "embed_texts_total",
-                "Texts embedded, by backend and outcome.",
+        let texts = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "embed_texts_total",
+                    "Texts embedded, by backend and outcome.",
+                ),
+                &["backend", "outcome"],
             ),
-            &["backend", "outcome"],
         )
         .map_err(|e| e.to_string())?;
-        let tokens = IntCounterVec::new(
-            Opts::new("embed_tokens_total", "Tokens embedded, by backend."),
-            &["backend"],
+        let tokens = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new("embed_tokens_total", "Tokens embedded, by backend."),
+                &["backend"],
+            ),
         )
         .map_err(|e| e.to_string())?;
-        for family in [&texts, &tokens] {
-            registry
-                .register(Box::new(family.clone()))
-                .map_err(|e| e.to_string())?;
-        }
         Ok(Self {
             backend,
             max_inputs: config.max_inputs,

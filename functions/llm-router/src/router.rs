@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use faas_runtime::register_metric;
 use gateway_client::{EventStream, FunctionClient, InvokeError};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use routing_core::api::{
@@ -135,11 +136,8 @@ impl Router {
             .parse_or(ENV_CLASSIFY_TIMEOUT_MS, DEFAULT_CLASSIFY_TIMEOUT_MS)
             .map_err(|e| e.to_string())?;
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).map_err(|e| e.to_string())?;
-            registry
-                .register(Box::new(c.clone()))
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(c)
+            register_metric(registry, IntCounterVec::new(Opts::new(name, help), labels))
+                .map_err(|e| e.to_string())
         };
         let requests = counter(
             "llm_router_requests_total",
@@ -156,20 +154,20 @@ impl Router {
             "Cheap answers that failed their check and were escalated, by reason.",
             &["reason"],
         )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "llm_router_request_duration_seconds",
-                "End-to-end time of routed requests.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
-            ]),
-            &["task"],
+        let duration = register_metric(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "llm_router_request_duration_seconds",
+                    "End-to-end time of routed requests.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+                ]),
+                &["task"],
+            ),
         )
         .map_err(|e| e.to_string())?;
-        registry
-            .register(Box::new(duration.clone()))
-            .map_err(|e| e.to_string())?;
         let policy = PolicyWatcher::from_env(env).map_err(|e| e.to_string())?;
         Ok(Self {
             live: policy.live_stats(),

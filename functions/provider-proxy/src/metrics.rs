@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use faas_runtime::register_metric;
 use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use routing_core::Task;
@@ -22,49 +23,59 @@ pub struct LlmMetrics {
 impl LlmMetrics {
     /// Creates the families and registers them in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let cost = CounterVec::new(
-            Opts::new(
-                "llm_token_cost_usd_total",
-                "Cost of provider calls in USD, from provider-reported usage and the price catalogue.",
+        let cost = register_metric(
+            registry,
+            CounterVec::new(
+                Opts::new(
+                    "llm_token_cost_usd_total",
+                    "Cost of provider calls in USD, from provider-reported usage and the price catalogue.",
+                ),
+                &["provider", "task"],
             ),
-            &["provider", "task"],
         )?;
-        let tokens = IntCounterVec::new(
-            Opts::new(
-                "llm_tokens_total",
-                "Tokens reported by providers, by kind (input, output, cached_input, reasoning).",
+        let tokens = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "llm_tokens_total",
+                    "Tokens reported by providers, by kind (input, output, cached_input, reasoning).",
+                ),
+                &["provider", "task", "kind"],
             ),
-            &["provider", "task", "kind"],
         )?;
-        let calls = IntCounterVec::new(
-            Opts::new(
-                "llm_provider_calls_total",
-                "Provider calls by outcome (ok or an error class).",
+        let calls = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "llm_provider_calls_total",
+                    "Provider calls by outcome (ok or an error class).",
+                ),
+                &["provider", "task", "outcome"],
             ),
-            &["provider", "task", "outcome"],
         )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "llm_provider_call_duration_seconds",
-                "Wall time of provider calls.",
-            )
-            .buckets(vec![
-                0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
-            ]),
-            &["provider"],
-        )?;
-        let unpriced = IntCounterVec::new(
-            Opts::new(
-                "llm_unpriced_calls_total",
-                "Successful calls whose model has no entry in the price catalogue.",
+        let duration = register_metric(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "llm_provider_call_duration_seconds",
+                    "Wall time of provider calls.",
+                )
+                .buckets(vec![
+                    0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+                ]),
+                &["provider"],
             ),
-            &["provider"],
         )?;
-        registry.register(Box::new(cost.clone()))?;
-        registry.register(Box::new(tokens.clone()))?;
-        registry.register(Box::new(calls.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(unpriced.clone()))?;
+        let unpriced = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "llm_unpriced_calls_total",
+                    "Successful calls whose model has no entry in the price catalogue.",
+                ),
+                &["provider"],
+            ),
+        )?;
         Ok(Self {
             cost,
             tokens,
