@@ -195,7 +195,7 @@ fn transport_error(function: &str, timeout_ms: u64, e: &reqwest::Error) -> Invok
     } else {
         InvokeError::Unreachable {
             function: function.to_owned(),
-            message: error_chain(e),
+            message: http_client::error_chain(e),
         }
     }
 }
@@ -221,19 +221,6 @@ fn failure(function: &str, status: reqwest::StatusCode, bytes: &[u8]) -> InvokeE
         status: status.as_u16(),
         detail,
     }
-}
-
-/// The error and its sources on one line (reqwest hides the useful part in
-/// the source chain).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -101,15 +101,9 @@ pub fn transport_error(error: reqwest::Error) -> ProviderError {
     if error.is_timeout() {
         ProviderError::Timeout
     } else {
-        let error = error.without_url();
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(inner) = source {
-            message.push_str(": ");
-            message.push_str(&inner.to_string());
-            source = inner.source();
+        ProviderError::Transport {
+            message: http_client::error_chain(&error.without_url()),
         }
-        ProviderError::Transport { message }
     }
 }
 
