@@ -3,6 +3,10 @@
 //!
 //! The function binaries must be built first (`cargo build --workspace
 //! --bins`; `scripts/test.sh` does it).
+#![expect(
+    clippy::expect_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -185,7 +189,7 @@ impl Fleet {
             groq,
             vertex,
             others,
-            http: reqwest::Client::new(),
+            http: http_client::client().expect("an HTTP client"),
             secrets,
         }
     }

@@ -8,6 +8,11 @@
 //! 2. overlay the handler folder (minus `build` and `template`) onto
 //!    `build/<fn>/function/`;
 //! 3. copy every `configuration.copy` path into `build/<fn>/function/<path>`.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::collections::BTreeMap;
 use std::fs;

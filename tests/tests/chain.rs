@@ -1,5 +1,9 @@
 //! The whole chain: caller → dev gateway → llm-router → classify / embed /
 //! provider-proxy → provider emulators, with real function processes.
+#![expect(
+    clippy::expect_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use fleet_tests::{Fleet, FleetOptions};
 use provider_emulator::StatsSnapshot;

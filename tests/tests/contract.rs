@@ -1,6 +1,11 @@
 //! Contract tests: routing-core's provider clients against each provider's
 //! emulator, for success, streaming, and every error class, with the
 //! credentials checked the way each provider checks them.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,5 +1,10 @@
 //! The embed function's binary on its own, with the local model: its vectors against
 //! sentence-transformers' reference vectors, both APIs, and every kind of bad request.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 mod embed_support;
 
@@ -53,7 +58,7 @@ impl Function {
             ("MAX_BODY_BYTES", "262144".to_owned()),
         ]);
         let child = command.spawn().expect("spawn embed");
-        let http = reqwest::Client::new();
+        let http = http_client::client().expect("an HTTP client");
         // Readiness turns 200 once the model is loaded; the deadline only bounds a hang.
         let until = Instant::now() + Duration::from_secs(60);
         loop {

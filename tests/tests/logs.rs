@@ -1,6 +1,10 @@
 //! What the fleet writes to its logs: never a provider secret, never a
 //! private prompt. Runs the dev-gateway binary with every function under it
 //! and reads everything they print.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
@@ -79,7 +83,7 @@ async fn logs_hold_no_secret_and_no_private_prompt() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = http_client::client().expect("an HTTP client");
     let until = Instant::now() + Duration::from_secs(20);
     while http.get(format!("{base}/healthz")).send().await.is_err() {
         assert!(Instant::now() < until, "dev-gateway did not come up");

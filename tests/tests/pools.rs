@@ -1,5 +1,9 @@
 //! provider-proxy spreads an in-cluster provider over its replicas
 //! (`OLLAMA_BASE_URLS`), placing each call on the least busy one.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -1,5 +1,10 @@
 //! provider-proxy against every provider's emulator, through the gateway:
 //! answers, streaming, usage and cost from the catalogue.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use fleet_tests::{Fleet, FleetOptions};
 use serde_json::{Value, json};

@@ -1,5 +1,9 @@
 //! The policy at work through the whole fleet: explain and dry-run,
 //! cheap-first escalation, tenant budgets, privacy against pinning.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::collections::BTreeMap;
 

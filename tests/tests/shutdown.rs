@@ -1,5 +1,9 @@
 //! SIGTERM to a real function process: it keeps serving through the grace
 //! period with `/_/health` at 503, finishes in-flight requests, then exits 0.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::Stdio;
@@ -60,7 +64,7 @@ async fn sigterm_keeps_serving_through_the_grace_then_drains_and_exits_zero() {
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    let http = reqwest::Client::new();
+    let http = http_client::client().expect("an HTTP client");
     let health = |http: reqwest::Client, url: String| async move {
         http.get(url)
             .send()

@@ -1,5 +1,9 @@
 //! The `dev-gateway` binary end to end: stack.yml, env file, secrets folder,
 //! `--build`, cold-start logging and SIGTERM handling.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 mod support;
 

@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn function_urls_follow_the_gateway_layout() {
-        let http = reqwest::Client::new();
+        let http = http_client::client().expect("an HTTP client");
         let client = FunctionClient::new("http://127.0.0.1:8080/", http.clone());
         assert_eq!(
             client.function_url("classify", "/"),

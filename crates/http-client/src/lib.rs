@@ -7,6 +7,10 @@ use std::time::Duration;
 pub const USER_AGENT: &str = concat!("faas-llm-router/", env!("CARGO_PKG_VERSION"));
 
 /// A builder with the fleet's defaults; callers may add per-use settings.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the one place a reqwest client is built"
+)]
 pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)

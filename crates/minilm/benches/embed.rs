@@ -2,6 +2,12 @@
 //! work that is not the forward pass), in the same run.
 //!
 //! Needs the model: `scripts/fetch-model.sh`, or `MINILM_MODEL_DIR`.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    missing_docs,
+    reason = "a benchmark fails loudly at the first surprise; criterion_main! defines an undocumented main"
+)]
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

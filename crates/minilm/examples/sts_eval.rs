@@ -8,6 +8,11 @@
 //!
 //! Each file is in the original STS Benchmark layout: tab-separated genre, file, year, id,
 //! score (0-5), sentence 1, sentence 2, then optional attribution columns.
+#![expect(
+    clippy::print_stderr,
+    clippy::print_stdout,
+    reason = "an example reports on the terminal"
+)]
 
 use std::process::ExitCode;
 use std::time::Instant;

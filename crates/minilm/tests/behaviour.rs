@@ -1,4 +1,8 @@
 //! Truncation, padding and input handling, on the real model.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 mod common;
 

@@ -180,17 +180,14 @@ fn check_auth(call: &Call) -> Option<Reply> {
             )),
         };
     }
-    let parsed = match aws_sigv4::parse_authorization(authorization) {
-        Ok(p) => p,
-        Err(_) => {
-            return Some(forbidden(
-                call,
-                "IncompleteSignatureException",
-                &format!(
-                    "Authorization header requires 'Credential' parameter. Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. Authorization={authorization}"
-                ),
-            ));
-        }
+    let Ok(parsed) = aws_sigv4::parse_authorization(authorization) else {
+        return Some(forbidden(
+            call,
+            "IncompleteSignatureException",
+            &format!(
+                "Authorization header requires 'Credential' parameter. Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. Authorization={authorization}"
+            ),
+        ));
     };
     if parsed.access_key_id != aws.access_key_id {
         return Some(forbidden(

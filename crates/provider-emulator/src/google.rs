@@ -358,15 +358,12 @@ fn token_endpoint(call: &Call) -> Reply {
         // No account configured: any well-formed assertion gets a token.
         return token_response(call);
     };
-    let decoded = match verify_rs256(assertion, &sa.public_key_der) {
-        Ok(decoded) => decoded,
-        Err(_) => {
-            return if google_auth::decode_jwt(assertion).is_ok() {
-                oauth_error("invalid_grant", "Invalid JWT Signature.")
-            } else {
-                oauth_error("invalid_grant", "Invalid JWT: Unable to parse the JWT.")
-            };
-        }
+    let Ok(decoded) = verify_rs256(assertion, &sa.public_key_der) else {
+        return if google_auth::decode_jwt(assertion).is_ok() {
+            oauth_error("invalid_grant", "Invalid JWT Signature.")
+        } else {
+            oauth_error("invalid_grant", "Invalid JWT: Unable to parse the JWT.")
+        };
     };
     let claims = &decoded.claims;
     if claims.get("iss").and_then(Value::as_str) != Some(sa.client_email.as_str()) {

@@ -206,7 +206,6 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("provider-emulator: {e}");
             ExitCode::FAILURE
         }
     }

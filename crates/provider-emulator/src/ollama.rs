@@ -14,7 +14,7 @@ use crate::server::{Call, Reply, cut_body, lock, malformed, plain, streaming, wi
 use crate::text::{Conversation, Finish, content_text, embed, estimate_tokens, fnv1a};
 
 /// The version `/api/version` reports.
-pub const OLLAMA_VERSION: &str = "0.12.6";
+pub(crate) const OLLAMA_VERSION: &str = "0.12.6";
 
 const JSON_TYPE: &str = "application/json; charset=utf-8";
 const NDJSON_TYPE: &str = "application/x-ndjson";

@@ -256,7 +256,7 @@ fn render_error(call: &Call, err: &ApiError) -> Response<EmuBody> {
 
 /// Go's `time.Duration` string, as Groq's and OpenAI's reset headers use:
 /// `12ms`, `7.66s`, `2m59.56s`, `1h0m0s`.
-pub fn go_duration(secs: f64) -> String {
+pub(crate) fn go_duration(secs: f64) -> String {
     if !secs.is_finite() || secs <= 0.0 {
         return "0s".to_owned();
     }
@@ -882,7 +882,6 @@ fn sse(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn stream_chat(
     call: &Call,
     facts: &ChatFacts,

@@ -505,7 +505,7 @@ mod tests {
 
     #[cfg(feature = "google")]
     fn client() -> reqwest::Client {
-        reqwest::Client::new()
+        http_client::client().expect("an HTTP client")
     }
 
     #[test]
@@ -562,7 +562,7 @@ mod tests {
         let providers = Providers::from_env(
             &Env::from_pairs([(env_vars::GROQ_BASE_URL, "not a url")]),
             &secrets.store(),
-            reqwest::Client::new(),
+            http_client::client().expect("an HTTP client"),
         )
         .unwrap();
         assert!(providers.get("groq").is_none());
@@ -576,7 +576,7 @@ mod tests {
         let providers = Providers::from_env(
             &Env::from_pairs([(env_vars::OLLAMA_BASE_URL, "http://o:11434")]),
             &secrets.store(),
-            reqwest::Client::new(),
+            http_client::client().expect("an HTTP client"),
         )
         .unwrap();
         let ollama = providers.get("ollama").unwrap();

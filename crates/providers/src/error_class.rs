@@ -7,7 +7,7 @@ use super::ProviderError;
 
 /// Whether a provider message says the prompt does not fit the context
 /// window (OpenAI, vLLM, Ollama, Anthropic, Gemini, Bedrock wordings).
-pub fn is_context_length_message(message: &str) -> bool {
+pub(crate) fn is_context_length_message(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     [
         "context_length_exceeded",
@@ -28,7 +28,11 @@ pub fn is_context_length_message(message: &str) -> bool {
 
 /// The classification of a status when the body says nothing more
 /// specific.
-pub fn by_status(status: u16, message: String, retry_after: Option<Duration>) -> ProviderError {
+pub(crate) fn by_status(
+    status: u16,
+    message: String,
+    retry_after: Option<Duration>,
+) -> ProviderError {
     match status {
         400 | 404 | 405 | 413 | 415 | 422 if is_context_length_message(&message) => {
             ProviderError::ContextTooLong { message }

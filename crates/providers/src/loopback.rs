@@ -45,7 +45,7 @@ use tokio::net::TcpListener;
 ))]
 /// A request as the server received it.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     /// e.g. `POST`.
     pub method: String,
     /// Path and query as sent.
@@ -65,7 +65,7 @@ pub struct Received {
 ))]
 /// What to answer.
 #[derive(Debug, Clone)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// Status, content type and body, sent at once.
     Full(u16, &'static str, Vec<u8>),
     /// Never answer (the connection stays open).
@@ -80,7 +80,7 @@ pub enum Reply {
     feature = "bedrock"
 ))]
 /// A running server; requests are recorded in order.
-pub struct Server {
+pub(crate) struct Server {
     /// `http://127.0.0.1:port`.
     pub url: String,
     /// Everything received so far.
@@ -95,7 +95,7 @@ pub struct Server {
     feature = "bedrock"
 ))]
 /// Starts a server answering with `handler`.
-pub async fn serve(handler: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Server {
+pub(crate) async fn serve(handler: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let received = Arc::new(Mutex::new(Vec::new()));
@@ -190,11 +190,11 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Received> {
 }
 
 /// A secrets folder for one test, removed on drop.
-pub struct TempSecrets(std::path::PathBuf);
+pub(crate) struct TempSecrets(std::path::PathBuf);
 
 impl TempSecrets {
     /// Writes `files` (name, content) into a fresh folder.
-    pub fn new(tag: &str, files: &[(&str, &str)]) -> Self {
+    pub(crate) fn new(tag: &str, files: &[(&str, &str)]) -> Self {
         let dir =
             std::env::temp_dir().join(format!("provider-secrets-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -206,7 +206,7 @@ impl TempSecrets {
     }
 
     /// A store reading the folder.
-    pub fn store(&self) -> secrets::SecretStore {
+    pub(crate) fn store(&self) -> secrets::SecretStore {
         secrets::SecretStore::new(&self.0)
     }
 }

@@ -35,7 +35,7 @@ const MAX_HINT: Duration = Duration::from_secs(24 * 3600);
 ))]
 /// `retry-after-ms` (milliseconds), else `retry-after` (seconds). HTTP-date
 /// values are ignored; non-positive values count as absent.
-pub fn from_headers(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(ms) = header("retry-after-ms").and_then(parse_number) {
         return positive(ms / 1000.0);
@@ -48,7 +48,7 @@ pub fn from_headers(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(feature = "openai")]
 /// `x-ratelimit-reset-tokens` / `-requests` for whichever limit is spent
 /// (remaining = 0); the longer one when both are.
-pub fn from_ratelimit_reset(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn from_ratelimit_reset(headers: &HeaderMap) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     ["tokens", "requests"]
         .iter()
@@ -59,7 +59,7 @@ pub fn from_ratelimit_reset(headers: &HeaderMap) -> Option<Duration> {
 
 #[cfg(feature = "openai")]
 /// "Please try again in 5.289s" / "in 300ms" / "in 1m2.5s" inside a message.
-pub fn from_message(message: &str) -> Option<Duration> {
+pub(crate) fn from_message(message: &str) -> Option<Duration> {
     let lower = message.to_ascii_lowercase();
     let at = lower.find("try again in ")? + "try again in ".len();
     let rest = &lower[at..];
@@ -72,7 +72,7 @@ pub fn from_message(message: &str) -> Option<Duration> {
 #[cfg(any(feature = "openai", feature = "google"))]
 /// A Go-style duration: `12ms`, `1s`, `6m0s`, `2m59.56s`, `1h2m`. Also a
 /// protobuf JSON duration such as `37s` or `1.5s`.
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_go_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     if text.is_empty() {
         return None;

@@ -24,10 +24,11 @@ use aws_eventstream::{Message, MessageDecoder};
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A boxed stream of received bytes.
-pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
+pub(crate) type ByteStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
 
 /// A provider's stream decoder: frames in, chunks out.
-pub trait ChunkDecoder: Send + 'static {
+pub(crate) trait ChunkDecoder: Send + 'static {
     /// One unit of the wire format (an SSE event, an NDJSON line, a frame).
     type Frame: Send + 'static;
 
@@ -46,13 +47,15 @@ pub trait ChunkDecoder: Send + 'static {
 }
 
 /// The bytes of a response body.
-pub fn response_bytes(response: reqwest::Response) -> ByteStream {
+pub(crate) fn response_bytes(response: reqwest::Response) -> ByteStream {
     Box::pin(response.bytes_stream().map(|r| r.map_err(transport_error)))
 }
 
 #[cfg(any(feature = "openai", feature = "google", feature = "anthropic"))]
 /// Server-sent events of a byte stream (comments skipped, `\r\n` handled).
-pub fn sse_frames(bytes: ByteStream) -> impl Stream<Item = Result<Event, ProviderError>> + Send {
+pub(crate) fn sse_frames(
+    bytes: ByteStream,
+) -> impl Stream<Item = Result<Event, ProviderError>> + Send {
     bytes.eventsource().map(|r| {
         r.map_err(|e| match e {
             EventStreamError::Transport(e) => e,
@@ -69,7 +72,9 @@ pub fn sse_frames(bytes: ByteStream) -> impl Stream<Item = Result<Event, Provide
 #[cfg(feature = "ollama")]
 /// Non-empty `\n`-terminated lines of a byte stream; a last line without
 /// `\n` is emitted at the end.
-pub fn ndjson_frames(bytes: ByteStream) -> impl Stream<Item = Result<Bytes, ProviderError>> + Send {
+pub(crate) fn ndjson_frames(
+    bytes: ByteStream,
+) -> impl Stream<Item = Result<Bytes, ProviderError>> + Send {
     struct State {
         bytes: ByteStream,
         buffer: BytesMut,
@@ -128,7 +133,7 @@ fn trim_line(line: Bytes) -> Bytes {
 
 #[cfg(feature = "bedrock")]
 /// AWS event-stream messages of a byte stream.
-pub fn eventstream_frames(
+pub(crate) fn eventstream_frames(
     bytes: ByteStream,
 ) -> impl Stream<Item = Result<Message, ProviderError>> + Send {
     struct State {
@@ -185,7 +190,7 @@ pub fn eventstream_frames(
 /// Runs `decoder` over `frames`, bounded by `deadline` overall and by
 /// `idle` between frames. After an error or the terminal chunk the stream
 /// ends.
-pub fn drive<S, D>(frames: S, decoder: D, deadline: Instant, idle: Duration) -> ChatStream
+pub(crate) fn drive<S, D>(frames: S, decoder: D, deadline: Instant, idle: Duration) -> ChatStream
 where
     S: Stream<Item = Result<D::Frame, ProviderError>> + Send + 'static,
     D: ChunkDecoder,
@@ -238,7 +243,7 @@ where
 }
 
 #[cfg(test)]
-pub mod testing {
+pub(crate) mod testing {
     //! Helpers to run decoders over byte chunks in tests.
 
     use super::*;
@@ -246,7 +251,7 @@ pub mod testing {
 
     /// What a stream produced.
     #[derive(Debug, Clone, PartialEq)]
-    pub struct Outcome {
+    pub(crate) struct Outcome {
         /// Concatenated deltas.
         pub text: String,
         /// The terminal chunk's contents.
@@ -258,12 +263,12 @@ pub mod testing {
     }
 
     /// A byte stream from fixed chunks.
-    pub fn bytes_of(chunks: Vec<Vec<u8>>) -> ByteStream {
+    pub(crate) fn bytes_of(chunks: Vec<Vec<u8>>) -> ByteStream {
         Box::pin(stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))))
     }
 
     /// `data` cut at the given (sorted, deduplicated) offsets.
-    pub fn split_at(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    pub(crate) fn split_at(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
         cuts.sort_unstable();
         cuts.dedup();
@@ -278,7 +283,7 @@ pub mod testing {
     }
 
     /// Drains a chat stream on a fresh runtime.
-    pub fn collect(stream: impl FnOnce() -> ChatStream) -> Outcome {
+    pub(crate) fn collect(stream: impl FnOnce() -> ChatStream) -> Outcome {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -310,7 +315,7 @@ pub mod testing {
     }
 
     /// A deadline far away.
-    pub fn far() -> Instant {
+    pub(crate) fn far() -> Instant {
         Instant::now() + Duration::from_secs(3600)
     }
 }
@@ -330,7 +335,7 @@ mod tests {
             frame: Bytes,
             out: &mut Vec<ChatChunk>,
         ) -> Result<(), ProviderError> {
-            let line = String::from_utf8(frame.to_vec()).unwrap();
+            let line = String::from_utf8_lossy(&frame).into_owned();
             if line == "END" {
                 self.1 = true;
                 out.push(ChatChunk::Done {

@@ -17,11 +17,11 @@ use secrets::Secret;
 
 /// A fully built request: what the pure builders return and the thin
 /// senders send.
-pub type WireRequest = http::Request<Vec<u8>>;
+pub(crate) type WireRequest = http::Request<Vec<u8>>;
 
 /// A received non-streaming answer.
 #[derive(Debug, Clone)]
-pub struct WireResponse {
+pub(crate) struct WireResponse {
     /// Status code.
     pub status: StatusCode,
     /// Response headers.
@@ -32,7 +32,7 @@ pub struct WireResponse {
 
 /// Builds a request from parts; header values that are secrets are marked
 /// sensitive so they never show in debug output.
-pub fn build(
+pub(crate) fn build(
     provider: &str,
     method: Method,
     url: &str,
@@ -52,7 +52,7 @@ pub fn build(
 }
 
 /// `Content-Type: application/json`.
-pub fn json_content_type() -> (HeaderName, HeaderValue) {
+pub(crate) fn json_content_type() -> (HeaderName, HeaderValue) {
     (CONTENT_TYPE, HeaderValue::from_static("application/json"))
 }
 
@@ -63,7 +63,7 @@ pub fn json_content_type() -> (HeaderName, HeaderValue) {
     feature = "bedrock"
 ))]
 /// A header whose value is a secret, marked sensitive.
-pub fn secret_header(
+pub(crate) fn secret_header(
     provider: &str,
     name: HeaderName,
     prefix: &str,
@@ -83,21 +83,21 @@ pub fn secret_header(
 }
 
 /// Serialises a wire body.
-pub fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ProviderError> {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ProviderError> {
     serde_json::to_vec(value).map_err(|e| ProviderError::Decode {
         message: format!("could not encode the request: {e}"),
     })
 }
 
 /// Parses a JSON body into `T`, naming the failure.
-pub fn from_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, ProviderError> {
+pub(crate) fn from_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, ProviderError> {
     serde_json::from_slice(body).map_err(|e| ProviderError::Decode {
         message: e.to_string(),
     })
 }
 
 /// Converts a client error without its URL (which may carry a key).
-pub fn transport_error(error: reqwest::Error) -> ProviderError {
+pub(crate) fn transport_error(error: reqwest::Error) -> ProviderError {
     if error.is_timeout() {
         ProviderError::Timeout
     } else {
@@ -109,7 +109,7 @@ pub fn transport_error(error: reqwest::Error) -> ProviderError {
 
 /// Sends `request`, giving up at `deadline`; returns the response with its
 /// body unread.
-pub async fn send(
+pub(crate) async fn send(
     http: &reqwest::Client,
     request: WireRequest,
     deadline: Instant,
@@ -122,7 +122,7 @@ pub async fn send(
 }
 
 /// Sends `request` and reads the whole body before `deadline`.
-pub async fn exchange(
+pub(crate) async fn exchange(
     http: &reqwest::Client,
     request: WireRequest,
     deadline: Instant,
@@ -132,7 +132,7 @@ pub async fn exchange(
 }
 
 /// Reads the rest of `response` before `deadline`.
-pub async fn read_all(
+pub(crate) async fn read_all(
     response: reqwest::Response,
     deadline: Instant,
 ) -> Result<WireResponse, ProviderError> {
@@ -151,7 +151,7 @@ pub async fn read_all(
 
 /// Sends a streaming request; a non-success answer is read whole and
 /// turned into an error with `map_error`.
-pub async fn open_stream(
+pub(crate) async fn open_stream(
     http: &reqwest::Client,
     request: WireRequest,
     deadline: Instant,
@@ -167,7 +167,7 @@ pub async fn open_stream(
 }
 
 /// The body of a successful answer, or the classified error.
-pub fn success_body(
+pub(crate) fn success_body(
     response: WireResponse,
     map_error: fn(StatusCode, &HeaderMap, &[u8]) -> ProviderError,
 ) -> Result<Bytes, ProviderError> {
@@ -183,7 +183,7 @@ pub fn success_body(
 }
 
 /// Joins a base URL and a path with exactly one `/`.
-pub fn join_url(base: &str, path: &str) -> String {
+pub(crate) fn join_url(base: &str, path: &str) -> String {
     format!(
         "{}/{}",
         base.trim_end_matches('/'),
@@ -194,7 +194,7 @@ pub fn join_url(base: &str, path: &str) -> String {
 #[cfg(any(feature = "google", feature = "bedrock"))]
 /// Percent-encodes a path segment (everything but RFC 3986 unreserved), as
 /// SigV4 encodes it.
-pub fn encode_path_segment(segment: &str) -> String {
+pub(crate) fn encode_path_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -207,7 +207,7 @@ pub fn encode_path_segment(segment: &str) -> String {
 }
 
 /// A short, single-line excerpt of a body for error messages.
-pub fn excerpt(body: &[u8]) -> String {
+pub(crate) fn excerpt(body: &[u8]) -> String {
     const MAX: usize = 300;
     let text = String::from_utf8_lossy(body);
     let text = text.trim();

@@ -2,6 +2,10 @@
 //! configuration from env and secrets, auth on the wire (SigV4 verified
 //! from the received headers, the service-account JWT verified with the
 //! public key), streaming bodies, and the call deadline.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::time::{Duration, SystemTime};
 

@@ -1,6 +1,10 @@
 //! Endpoint pools, simulated on virtual time (no sleeps, fully
 //! deterministic): a busy pool queues requests first come first served and
 //! shares them over its endpoints; peak-EWMA favours the faster endpoint.
+#![expect(
+    clippy::expect_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -5,6 +5,11 @@
 //! time is the cost per prompt.
 //!
 //! `cargo bench -p routing-core --bench classify`
+#![expect(
+    clippy::expect_used,
+    missing_docs,
+    reason = "a benchmark fails loudly at the first surprise; criterion_main! defines an undocumented main"
+)]
 
 use std::hint::black_box;
 

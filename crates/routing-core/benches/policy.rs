@@ -1,5 +1,10 @@
 //! `Policy::select` over the built-in catalogue and a synthetic 200-model
 //! one.
+#![expect(
+    clippy::expect_used,
+    missing_docs,
+    reason = "a benchmark fails loudly at the first surprise; criterion_main! defines an undocumented main"
+)]
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -14,6 +14,11 @@
 //!   compiled-in model when no path is given).
 //! - `classifier-features heuristic`: like `extract`, but writes the
 //!   hand-weighted heuristic's answer (the baseline of the evaluation).
+#![expect(
+    clippy::print_stderr,
+    clippy::print_stdout,
+    reason = "an example reports on the terminal"
+)]
 
 use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;

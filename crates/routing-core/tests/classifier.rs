@@ -4,6 +4,11 @@
 //!
 //! The held-out checks read `../shared/data/` beside the repository (as CI
 //! has it) and fail, naming the path, when it is missing.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;

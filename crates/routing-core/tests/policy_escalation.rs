@@ -1,5 +1,9 @@
 //! Cheap-first escalation: the answer checks and the escalation target a
 //! decision carries.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use routing_core::chat::{FinishReason, Locality};
 use routing_core::policy::{

@@ -1,5 +1,9 @@
 //! Strict parsing: every kind of bad edit is refused with the line and field
 //! at fault.
+#![expect(
+    clippy::expect_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use routing_core::policy::{DEFAULT_POLICY, Policy, PolicyError};
 

@@ -1,5 +1,9 @@
 //! Property tests of selection: privacy, hard constraints, cheapest-wins and
 //! budget gates, over the built-in policy and random catalogues.
+#![expect(
+    clippy::expect_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 mod policy_common;
 

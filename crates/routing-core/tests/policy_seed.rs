@@ -1,5 +1,9 @@
 //! The built-in policy: the seed rule it reproduces, its difficulty tiers,
 //! pinning, the catalogue and the explain output.
+#![expect(
+    clippy::expect_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -10,13 +10,13 @@ use routing_core::api::{ClassifyRequest, ErrorDetail, parse_json};
 use routing_core::classifier;
 
 /// Serves `POST /` with `{"text": "..."}`.
-pub struct ClassifyHandler {
+pub(crate) struct ClassifyHandler {
     verdicts: IntCounterVec,
 }
 
 impl ClassifyHandler {
     /// Registers the function's metrics.
-    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub(crate) fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let verdicts = register_metric(
             registry,
             IntCounterVec::new(

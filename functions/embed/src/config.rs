@@ -6,30 +6,30 @@ use std::time::Duration;
 use routing_core::env::Env;
 
 /// `EMBED_BACKEND`: `local` (in-process all-MiniLM-L6-v2, the default) or `ollama`.
-pub const ENV_EMBED_BACKEND: &str = "EMBED_BACKEND";
+pub(crate) const ENV_EMBED_BACKEND: &str = "EMBED_BACKEND";
 /// `EMBED_MODEL_DIR`: the local model's folder (relative to the working directory).
-pub const ENV_EMBED_MODEL_DIR: &str = "EMBED_MODEL_DIR";
+pub(crate) const ENV_EMBED_MODEL_DIR: &str = "EMBED_MODEL_DIR";
 /// `EMBED_MODEL`: the Ollama backend's model id.
-pub const ENV_EMBED_MODEL: &str = "EMBED_MODEL";
+pub(crate) const ENV_EMBED_MODEL: &str = "EMBED_MODEL";
 /// `EMBED_TIMEOUT_MS`: the longest one Ollama call may take.
-pub const ENV_EMBED_TIMEOUT_MS: &str = "EMBED_TIMEOUT_MS";
+pub(crate) const ENV_EMBED_TIMEOUT_MS: &str = "EMBED_TIMEOUT_MS";
 /// `EMBED_MAX_INPUTS`: the most texts one request may carry.
-pub const ENV_EMBED_MAX_INPUTS: &str = "EMBED_MAX_INPUTS";
+pub(crate) const ENV_EMBED_MAX_INPUTS: &str = "EMBED_MAX_INPUTS";
 /// `EMBED_MAX_TOKENS`: the most tokens (after truncation) one request may carry, local backend.
-pub const ENV_EMBED_MAX_TOKENS: &str = "EMBED_MAX_TOKENS";
+pub(crate) const ENV_EMBED_MAX_TOKENS: &str = "EMBED_MAX_TOKENS";
 /// `EMBED_CONCURRENCY`: forward passes run at once, local backend; more wait their turn.
-pub const ENV_EMBED_CONCURRENCY: &str = "EMBED_CONCURRENCY";
+pub(crate) const ENV_EMBED_CONCURRENCY: &str = "EMBED_CONCURRENCY";
 
 /// Default `EMBED_MODEL_DIR`: where the image puts the model (`/home/app/assets/model`).
-pub const DEFAULT_MODEL_DIR: &str = "assets/model";
+pub(crate) const DEFAULT_MODEL_DIR: &str = "assets/model";
 /// Default `EMBED_MAX_INPUTS`.
-pub const DEFAULT_MAX_INPUTS: usize = 256;
+pub(crate) const DEFAULT_MAX_INPUTS: usize = 256;
 /// Default `EMBED_MAX_TOKENS`: 32 texts of 256 tokens, about ten seconds of one core.
-pub const DEFAULT_MAX_TOKENS: usize = 8_192;
+pub(crate) const DEFAULT_MAX_TOKENS: usize = 8_192;
 
 /// Which backend computes the vectors.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendConfig {
+pub(crate) enum BackendConfig {
     /// all-MiniLM-L6-v2 in this process.
     Local {
         /// The model's folder.
@@ -50,7 +50,7 @@ pub enum BackendConfig {
 
 /// The embed function's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmbedConfig {
+pub(crate) struct EmbedConfig {
     /// The backend.
     pub backend: BackendConfig,
     /// Most texts per request.
@@ -59,7 +59,7 @@ pub struct EmbedConfig {
 
 impl EmbedConfig {
     /// Reads the settings; names the variable at fault.
-    pub fn from_env(env: &Env) -> Result<Self, String> {
+    pub(crate) fn from_env(env: &Env) -> Result<Self, String> {
         let positive = |name: &str, default: usize| -> Result<usize, String> {
             let value = env.parse_or(name, default).map_err(|e| e.to_string())?;
             if value == 0 {

@@ -14,7 +14,7 @@ use crate::local::LocalBackend;
 use crate::ollama::OllamaBackend;
 
 /// The provider name the local backend answers with.
-pub const LOCAL_PROVIDER: &str = "local";
+pub(crate) const LOCAL_PROVIDER: &str = "local";
 
 /// The backend that computes the vectors.
 enum Backend {
@@ -23,7 +23,7 @@ enum Backend {
 }
 
 /// The embed function's state.
-pub struct Embedder {
+pub(crate) struct Embedder {
     backend: Backend,
     max_inputs: usize,
     texts: IntCounterVec,
@@ -32,7 +32,11 @@ pub struct Embedder {
 
 impl Embedder {
     /// Builds the backend (the local one loads its model) and registers the metrics.
-    pub async fn new(config: EmbedConfig, env: &Env, registry: &Registry) -> Result<Self, String> {
+    pub(crate) async fn new(
+        config: EmbedConfig,
+        env: &Env,
+        registry: &Registry,
+    ) -> Result<Self, String> {
         let backend = match config.backend {
             BackendConfig::Local {
                 model_dir,
@@ -71,7 +75,7 @@ impl Embedder {
     }
 
     /// The backend's name, as answers report it.
-    pub fn provider(&self) -> &'static str {
+    pub(crate) fn provider(&self) -> &'static str {
         match &self.backend {
             Backend::Local(_) => LOCAL_PROVIDER,
             Backend::Ollama(_) => crate::ollama::PROVIDER,
@@ -79,7 +83,7 @@ impl Embedder {
     }
 
     /// The model that computes the vectors.
-    pub fn model(&self) -> &str {
+    pub(crate) fn model(&self) -> &str {
         match &self.backend {
             Backend::Local(_) => minilm::MODEL_ID,
             Backend::Ollama(ollama) => ollama.model(),
@@ -87,7 +91,7 @@ impl Embedder {
     }
 
     /// The vectors' length, when known before computing them.
-    pub fn dimensions(&self) -> Option<usize> {
+    pub(crate) fn dimensions(&self) -> Option<usize> {
         match &self.backend {
             Backend::Local(_) => Some(minilm::DIMENSIONS),
             Backend::Ollama(_) => None,
@@ -96,7 +100,7 @@ impl Embedder {
 
     /// Whether `name` (as a client sends it in `model`) names the served model: its id, in any
     /// case, alone or after `<provider>/` (or `sentence-transformers/` for the local model).
-    pub fn serves_model(&self, name: &str) -> bool {
+    pub(crate) fn serves_model(&self, name: &str) -> bool {
         let bare = name
             .strip_prefix(&format!("{}/", self.provider()))
             .or_else(|| name.strip_prefix("sentence-transformers/"))
@@ -105,7 +109,7 @@ impl Embedder {
     }
 
     /// Embeds `inputs` (a request's `input`).
-    pub async fn embed(
+    pub(crate) async fn embed(
         &self,
         inputs: Option<Vec<String>>,
         call_id: &str,

@@ -5,7 +5,7 @@ use routing_core::api::{ErrorDetail, InvalidRequest};
 
 /// A failed embeddings request.
 #[derive(Debug, thiserror::Error)]
-pub enum EmbedError {
+pub(crate) enum EmbedError {
     /// The request is invalid.
     #[error(transparent)]
     Invalid(#[from] InvalidRequest),
@@ -35,7 +35,7 @@ pub enum EmbedError {
 
 impl EmbedError {
     /// An invalid-request error about `param`.
-    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(param: &str, message: impl Into<String>) -> Self {
         Self::Invalid(InvalidRequest {
             param: Some(param.to_owned()),
             message: message.into(),
@@ -43,7 +43,7 @@ impl EmbedError {
     }
 
     /// HTTP status to answer with.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             EmbedError::Invalid(_) => 400,
             EmbedError::TooLarge { .. } => 413,
@@ -54,7 +54,7 @@ impl EmbedError {
     }
 
     /// Label for the `outcome` of the texts counter.
-    pub fn outcome(&self) -> &'static str {
+    pub(crate) fn outcome(&self) -> &'static str {
         match self {
             EmbedError::Invalid(_) | EmbedError::TooLarge { .. } => "invalid",
             EmbedError::Backend(e) => e.metric_label(),
@@ -64,7 +64,7 @@ impl EmbedError {
     }
 
     /// JSON error body.
-    pub fn detail(&self) -> ErrorDetail {
+    pub(crate) fn detail(&self) -> ErrorDetail {
         let (kind, param) = match self {
             EmbedError::Invalid(e) => return ErrorDetail::from(e),
             EmbedError::TooLarge { param, .. } => ("invalid_request_error", Some(*param)),

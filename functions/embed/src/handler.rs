@@ -11,13 +11,13 @@ use crate::error::EmbedError;
 use crate::openai::{EmbeddingsRequest, EmbeddingsResponse};
 
 /// Serves `POST /` with `{"input": "text" | ["text", ...]}` and `POST /v1/embeddings`.
-pub struct EmbedHandler {
+pub(crate) struct EmbedHandler {
     embedder: Embedder,
 }
 
 impl EmbedHandler {
     /// Wraps the embedder.
-    pub fn new(embedder: Embedder) -> Self {
+    pub(crate) fn new(embedder: Embedder) -> Self {
         Self { embedder }
     }
 

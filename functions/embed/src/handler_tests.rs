@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use faas_runtime::{RequestContext, Handler};
+use faas_runtime::{Handler, RequestContext};
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use serde_json::Value;

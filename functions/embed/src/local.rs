@@ -17,7 +17,7 @@ use crate::error::EmbedError;
 
 /// Vectors and the tokens they took.
 #[derive(Debug)]
-pub struct Computed {
+pub(crate) struct Computed {
     /// One per input, in order.
     pub vectors: Vec<Vec<f32>>,
     /// Tokens over all inputs, after truncation, special tokens included.
@@ -25,7 +25,7 @@ pub struct Computed {
 }
 
 /// The loaded model and its limits.
-pub struct LocalBackend {
+pub(crate) struct LocalBackend {
     model: Arc<MiniLm>,
     permits: Arc<Semaphore>,
     max_tokens: usize,
@@ -33,7 +33,7 @@ pub struct LocalBackend {
 
 impl LocalBackend {
     /// Loads the model from `model_dir` on a blocking thread.
-    pub async fn load(
+    pub(crate) async fn load(
         model_dir: PathBuf,
         max_tokens: usize,
         concurrency: usize,
@@ -65,7 +65,7 @@ impl LocalBackend {
 
     /// Embeds non-empty `inputs`; refuses a request over the token limit before it waits for
     /// its turn.
-    pub async fn embed(&self, inputs: Vec<String>) -> Result<Computed, EmbedError> {
+    pub(crate) async fn embed(&self, inputs: Vec<String>) -> Result<Computed, EmbedError> {
         let model = Arc::clone(&self.model);
         let (inputs, counts) = blocking(move || {
             let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();

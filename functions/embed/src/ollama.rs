@@ -11,10 +11,10 @@ use tokio::time::Instant;
 use crate::error::EmbedError;
 
 /// The provider name, as `Providers` knows it.
-pub const PROVIDER: &str = "ollama";
+pub(crate) const PROVIDER: &str = "ollama";
 
 /// A client of the in-cluster Ollama.
-pub struct OllamaBackend {
+pub(crate) struct OllamaBackend {
     providers: Providers,
     model: String,
     timeout: Duration,
@@ -22,7 +22,7 @@ pub struct OllamaBackend {
 
 impl OllamaBackend {
     /// Builds the client; refuses an Ollama that is not configured as in-cluster.
-    pub fn new(env: &Env, model: String, timeout: Duration) -> Result<Self, String> {
+    pub(crate) fn new(env: &Env, model: String, timeout: Duration) -> Result<Self, String> {
         let secrets = SecretStore::new(env.get_or(ENV_SECRETS_DIR, DEFAULT_SECRETS_DIR));
         let http = http_client::client().map_err(|e| e.to_string())?;
         let providers = Providers::from_env(env, &secrets, http).map_err(|e| e.to_string())?;
@@ -39,12 +39,12 @@ impl OllamaBackend {
     }
 
     /// The model id sent to Ollama.
-    pub fn model(&self) -> &str {
+    pub(crate) fn model(&self) -> &str {
         &self.model
     }
 
     /// Embeds non-empty `inputs`.
-    pub async fn embed(
+    pub(crate) async fn embed(
         &self,
         inputs: Vec<String>,
         call_id: &str,

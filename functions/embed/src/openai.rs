@@ -8,7 +8,7 @@ use crate::error::EmbedError;
 /// An OpenAI embeddings request. Fields OpenAI defines but this function has no use for (such
 /// as `user`) are accepted and ignored.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct EmbeddingsRequest {
+pub(crate) struct EmbeddingsRequest {
     /// The model the caller wants; absent means the served one.
     #[serde(default)]
     pub model: Option<String>,
@@ -25,13 +25,13 @@ pub struct EmbeddingsRequest {
 
 impl EmbeddingsRequest {
     /// Parses a body.
-    pub fn parse(body: &[u8]) -> Result<Self, EmbedError> {
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, EmbedError> {
         Ok(parse_json(body)?)
     }
 
     /// Refuses what this function cannot answer: another model, another encoding, another
     /// length. `serves_model` tells whether a model name is the served one.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         serves_model: impl Fn(&str) -> bool,
         served: &str,
@@ -65,7 +65,7 @@ impl EmbeddingsRequest {
 
 /// One vector in the answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EmbeddingObject {
+pub(crate) struct EmbeddingObject {
     /// Always `embedding`.
     pub object: String,
     /// Position of its input.
@@ -76,7 +76,7 @@ pub struct EmbeddingObject {
 
 /// Token usage in OpenAI's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EmbeddingsUsage {
+pub(crate) struct EmbeddingsUsage {
     /// Tokens in the inputs.
     pub prompt_tokens: u64,
     /// The same: embeddings produce no tokens.
@@ -85,7 +85,7 @@ pub struct EmbeddingsUsage {
 
 /// An OpenAI embeddings answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EmbeddingsResponse {
+pub(crate) struct EmbeddingsResponse {
     /// Always `list`.
     pub object: String,
     /// One entry per input, in order.

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// What a failed routed request answers under `"error"`.
 #[derive(Debug, Serialize)]
-pub struct RouterErrorObject<'a> {
+pub(crate) struct RouterErrorObject<'a> {
     /// Message, type, param and code.
     #[serde(flatten)]
     pub detail: ErrorDetail,
@@ -19,7 +19,7 @@ pub struct RouterErrorObject<'a> {
 
 /// A failed routed request.
 #[derive(Debug, thiserror::Error)]
-pub enum RouterError {
+pub(crate) enum RouterError {
     /// The caller's request is invalid.
     #[error(transparent)]
     Invalid(#[from] InvalidRequest),
@@ -61,7 +61,7 @@ impl From<NoRoute> for RouterError {
 
 impl RouterError {
     /// The failed downstream call, if that is what this is.
-    pub fn downstream(&self) -> Option<&InvokeError> {
+    pub(crate) fn downstream(&self) -> Option<&InvokeError> {
         match self {
             RouterError::Downstream(e) => Some(e),
             _ => None,
@@ -69,7 +69,7 @@ impl RouterError {
     }
 
     /// The HTTP status to answer with.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             RouterError::Invalid(_) => StatusCode::BAD_REQUEST,
             RouterError::BudgetExhausted { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -89,7 +89,7 @@ impl RouterError {
     }
 
     /// The JSON error body.
-    pub fn detail(&self) -> ErrorDetail {
+    pub(crate) fn detail(&self) -> ErrorDetail {
         let simple = |kind: &str| ErrorDetail::new(kind, self.to_string());
         match self {
             RouterError::Invalid(e) => ErrorDetail::from(e),
@@ -117,7 +117,7 @@ impl RouterError {
 
     /// The error object of the JSON error body: OpenAI's shape, plus the
     /// models left out and why when no model could serve.
-    pub fn error_object(&self) -> RouterErrorObject<'_> {
+    pub(crate) fn error_object(&self) -> RouterErrorObject<'_> {
         RouterErrorObject {
             detail: self.detail(),
             rejected: match self {
@@ -128,7 +128,7 @@ impl RouterError {
     }
 
     /// A low-cardinality label for metrics.
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             RouterError::Invalid(_) => "invalid",
             RouterError::BudgetExhausted { .. } => "budget_exhausted",

@@ -21,7 +21,7 @@ use crate::openai::{self, AUTO_MODEL, ChatCompletionRequest, EmbeddingsRequest};
 use crate::router::{Call, Plan, Router};
 
 /// The llm-router's request handler.
-pub struct RouterHandler {
+pub(crate) struct RouterHandler {
     router: Arc<Router>,
 }
 
@@ -36,7 +36,7 @@ enum Framing {
 
 impl RouterHandler {
     /// Wraps a router.
-    pub fn new(router: Router) -> Self {
+    pub(crate) fn new(router: Router) -> Self {
         Self {
             router: Arc::new(router),
         }

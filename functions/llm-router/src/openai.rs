@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The model name that asks the router to choose.
-pub const AUTO_MODEL: &str = "auto";
+pub(crate) const AUTO_MODEL: &str = "auto";
 
 /// `POST /v1/chat/completions` as OpenAI clients send it, plus routing hints.
 #[derive(Debug, Deserialize)]
-pub struct ChatCompletionRequest {
+pub(crate) struct ChatCompletionRequest {
     /// `auto`, or a catalogue model id to pin.
     pub model: String,
     /// The conversation.
@@ -52,7 +52,7 @@ pub struct ChatCompletionRequest {
 
 /// Routing hints, from the body or `X-Route-*` headers.
 #[derive(Debug, Default, Deserialize)]
-pub struct Hints {
+pub(crate) struct Hints {
     /// The task.
     #[serde(default)]
     pub task: Option<Task>,
@@ -89,7 +89,7 @@ impl Hints {
     }
 
     /// Fills what the body left out from `X-Route-*` headers.
-    pub fn merge_headers(&mut self, headers: &HeaderMap) -> Result<(), InvalidRequest> {
+    pub(crate) fn merge_headers(&mut self, headers: &HeaderMap) -> Result<(), InvalidRequest> {
         fn header<T: std::str::FromStr>(
             headers: &HeaderMap,
             name: &str,
@@ -130,7 +130,7 @@ impl Hints {
 /// A string or an array of strings.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum OneOrMany {
+pub(crate) enum OneOrMany {
     /// One.
     One(String),
     /// Several.
@@ -139,7 +139,7 @@ pub enum OneOrMany {
 
 impl OneOrMany {
     /// As a list.
-    pub fn into_vec(self) -> Vec<String> {
+    pub(crate) fn into_vec(self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s],
             OneOrMany::Many(v) => v,
@@ -149,7 +149,7 @@ impl OneOrMany {
 
 /// `stream_options`.
 #[derive(Debug, Default, Deserialize)]
-pub struct StreamOptions {
+pub(crate) struct StreamOptions {
     /// Send a final chunk with usage.
     #[serde(default)]
     pub include_usage: bool,
@@ -157,7 +157,7 @@ pub struct StreamOptions {
 
 /// A chat message as OpenAI clients send it.
 #[derive(Debug, Deserialize)]
-pub struct ChatMessage {
+pub(crate) struct ChatMessage {
     /// `system`, `developer`, `user` or `assistant`.
     pub role: String,
     /// Text, or an array of content parts.
@@ -167,7 +167,7 @@ pub struct ChatMessage {
 
 impl ChatCompletionRequest {
     /// The router request this chat completion asks for (not yet validated).
-    pub fn into_route_request(self) -> Result<RouteRequest, InvalidRequest> {
+    pub(crate) fn into_route_request(self) -> Result<RouteRequest, InvalidRequest> {
         let messages = self.fleet_messages()?;
         Ok(RouteRequest {
             messages: Some(messages),
@@ -181,7 +181,7 @@ impl ChatCompletionRequest {
     }
 
     /// The conversation in the fleet's form.
-    pub fn fleet_messages(&self) -> Result<Vec<Message>, InvalidRequest> {
+    pub(crate) fn fleet_messages(&self) -> Result<Vec<Message>, InvalidRequest> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(invalid("n", "only n = 1 is supported"));
         }
@@ -246,7 +246,7 @@ fn invalid(param: &str, message: &str) -> InvalidRequest {
 
 /// OpenAI's `usage` object.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct OpenAiUsage {
+pub(crate) struct OpenAiUsage {
     /// Prompt tokens, cached included.
     pub prompt_tokens: u64,
     /// Generated tokens, reasoning included.
@@ -261,14 +261,14 @@ pub struct OpenAiUsage {
 
 /// `usage.prompt_tokens_details`.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct PromptTokensDetails {
+pub(crate) struct PromptTokensDetails {
     /// Prompt tokens served from the provider's cache.
     pub cached_tokens: u64,
 }
 
 /// `usage.completion_tokens_details`.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct CompletionTokensDetails {
+pub(crate) struct CompletionTokensDetails {
     /// Hidden reasoning tokens.
     pub reasoning_tokens: u64,
 }
@@ -290,7 +290,7 @@ impl From<&Usage> for OpenAiUsage {
 }
 
 /// OpenAI's `finish_reason` for ours.
-pub fn finish_reason(reason: FinishReason) -> &'static str {
+pub(crate) fn finish_reason(reason: FinishReason) -> &'static str {
     match reason {
         FinishReason::Stop | FinishReason::Other => "stop",
         FinishReason::Length => "length",
@@ -300,7 +300,7 @@ pub fn finish_reason(reason: FinishReason) -> &'static str {
 }
 
 /// The non-streamed answer.
-pub fn completion(answer: &RouteResponse, created: u64, extension: Value) -> Value {
+pub(crate) fn completion(answer: &RouteResponse, created: u64, extension: Value) -> Value {
     serde_json::json!({
         "id": format!("chatcmpl-{}", answer.id),
         "object": "chat.completion",
@@ -318,7 +318,13 @@ pub fn completion(answer: &RouteResponse, created: u64, extension: Value) -> Val
 }
 
 /// One streamed chunk (`chat.completion.chunk`).
-pub fn chunk(id: &str, created: u64, model: &str, delta: Value, finish: Option<&str>) -> Value {
+pub(crate) fn chunk(
+    id: &str,
+    created: u64,
+    model: &str,
+    delta: Value,
+    finish: Option<&str>,
+) -> Value {
     serde_json::json!({
         "id": format!("chatcmpl-{id}"),
         "object": "chat.completion.chunk",
@@ -330,7 +336,13 @@ pub fn chunk(id: &str, created: u64, model: &str, delta: Value, finish: Option<&
 }
 
 /// The usage chunk sent before `[DONE]` when `include_usage` is set.
-pub fn usage_chunk(id: &str, created: u64, model: &str, usage: &Usage, extension: Value) -> Value {
+pub(crate) fn usage_chunk(
+    id: &str,
+    created: u64,
+    model: &str,
+    usage: &Usage,
+    extension: Value,
+) -> Value {
     serde_json::json!({
         "id": format!("chatcmpl-{id}"),
         "object": "chat.completion.chunk",
@@ -343,13 +355,13 @@ pub fn usage_chunk(id: &str, created: u64, model: &str, usage: &Usage, extension
 }
 
 /// `provider/model`, the id the catalogue and `/v1/models` use.
-pub fn catalogue_id(provider: &str, model: &str) -> String {
+pub(crate) fn catalogue_id(provider: &str, model: &str) -> String {
     format!("{provider}/{model}")
 }
 
 /// `POST /v1/embeddings`.
 #[derive(Debug, Deserialize)]
-pub struct EmbeddingsRequest {
+pub(crate) struct EmbeddingsRequest {
     /// `auto` or an embedding model id.
     #[serde(default)]
     pub model: Option<String>,
@@ -366,7 +378,7 @@ pub struct EmbeddingsRequest {
 impl EmbeddingsRequest {
     /// The router request (task `embed`) this asks for, not yet validated.
     /// The `task` and `quality` hints do not apply to embeddings.
-    pub fn into_route_request(self) -> RouteRequest {
+    pub(crate) fn into_route_request(self) -> RouteRequest {
         RouteRequest {
             task: Some(Task::Embed),
             input: Some(self.input.into_vec()),
@@ -379,7 +391,7 @@ impl EmbeddingsRequest {
 
 /// The embeddings answer in OpenAI's shape; with `base64`, each vector is
 /// its little-endian `f32` bytes in base64, as OpenAI encodes them.
-pub fn embeddings(answer: &RouteResponse, base64: bool, extension: Value) -> Value {
+pub(crate) fn embeddings(answer: &RouteResponse, base64: bool, extension: Value) -> Value {
     use base64::Engine as _;
     let data: Vec<Value> = answer
         .embeddings

@@ -25,14 +25,14 @@ use tokio::time::Instant;
 use crate::error::RouterError;
 
 /// `CLASSIFY_TIMEOUT_MS`: the most time spent asking classify.
-pub const ENV_CLASSIFY_TIMEOUT_MS: &str = "CLASSIFY_TIMEOUT_MS";
+pub(crate) const ENV_CLASSIFY_TIMEOUT_MS: &str = "CLASSIFY_TIMEOUT_MS";
 const DEFAULT_CLASSIFY_TIMEOUT_MS: u64 = 100;
 /// Time kept back from provider-proxy's deadline so that it, not the router,
 /// reports a provider timeout.
 const PROXY_MARGIN: Duration = Duration::from_millis(10);
 
 /// Everything a routed request needs, built once per process.
-pub struct Router {
+pub(crate) struct Router {
     policy: PolicyWatcher,
     live: LiveStats,
     budgets: BudgetTracker,
@@ -45,7 +45,7 @@ pub struct Router {
 }
 
 /// What a routed call knows about itself.
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     /// The call id.
     pub id: &'a str,
     /// When the request arrived.
@@ -53,7 +53,7 @@ pub struct Call<'a> {
 }
 
 /// A request with its decision, ready to run.
-pub struct Plan {
+pub(crate) struct Plan {
     /// The validated request.
     pub request: ValidRequest,
     /// The task served.
@@ -72,7 +72,7 @@ pub struct Plan {
 
 impl Plan {
     /// The decision as the caller sees it.
-    pub fn explanation(&self) -> RouteExplanation {
+    pub(crate) fn explanation(&self) -> RouteExplanation {
         let mut explanation = self.decision.explanation();
         explanation.needs_strong = self.needs_strong;
         if let Some(note) = &self.classification {
@@ -106,7 +106,7 @@ impl Classified {
 }
 
 /// A stream that has started: who serves it and its events.
-pub struct RoutedStream {
+pub(crate) struct RoutedStream {
     /// The catalogue model serving it.
     pub model: Arc<ModelEntry>,
     /// The decision, with the attempts made to start the stream.
@@ -130,7 +130,7 @@ struct Answer {
 
 impl Router {
     /// Builds the router from environment variables and registers its metrics.
-    pub fn new(env: &Env, registry: &Registry) -> Result<Self, String> {
+    pub(crate) fn new(env: &Env, registry: &Registry) -> Result<Self, String> {
         let http = http_client::client().map_err(|e| e.to_string())?;
         let classify_timeout_ms = env
             .parse_or(ENV_CLASSIFY_TIMEOUT_MS, DEFAULT_CLASSIFY_TIMEOUT_MS)
@@ -183,12 +183,16 @@ impl Router {
     }
 
     /// The policy in force.
-    pub fn policy(&self) -> Policy {
+    pub(crate) fn policy(&self) -> Policy {
         self.policy.current()
     }
 
     /// Decides task, difficulty and model for a validated request.
-    pub async fn plan(&self, request: ValidRequest, call: &Call<'_>) -> Result<Plan, RouterError> {
+    pub(crate) async fn plan(
+        &self,
+        request: ValidRequest,
+        call: &Call<'_>,
+    ) -> Result<Plan, RouterError> {
         let deadline = call.received_at + Duration::from_millis(request.max_latency_ms);
         let Classified {
             task,
@@ -291,7 +295,11 @@ impl Router {
 
     /// Runs a plan: the primary model, then the fallbacks while time remains,
     /// then escalation when the answer fails the rule's check.
-    pub async fn execute(&self, plan: Plan, call: &Call<'_>) -> Result<RouteResponse, RouterError> {
+    pub(crate) async fn execute(
+        &self,
+        plan: Plan,
+        call: &Call<'_>,
+    ) -> Result<RouteResponse, RouterError> {
         let result = self.run_chain(&plan, call).await;
         let (provider, outcome) = match &result {
             Ok(r) => (r.provider.clone(), "ok"),
@@ -407,7 +415,7 @@ impl Router {
     }
 
     /// Records the end of a stream.
-    pub fn settle_stream(
+    pub(crate) fn settle_stream(
         &self,
         plan: &Plan,
         model: &ModelEntry,
@@ -553,7 +561,7 @@ impl Router {
 
     /// Starts a stream on the first model of the chain that accepts it; a
     /// failure after the stream started is the stream's last event.
-    pub async fn execute_stream(
+    pub(crate) async fn execute_stream(
         &self,
         plan: &Plan,
         call: &Call<'_>,

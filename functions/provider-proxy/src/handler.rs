@@ -11,13 +11,13 @@ use crate::proxy::{Proxy, ProxyError};
 
 /// Serves `POST /` (a normalised chat request, streamed as server-sent
 /// events when it says `"stream": true`) and `GET /providers`.
-pub struct ProxyHandler {
+pub(crate) struct ProxyHandler {
     proxy: Arc<Proxy>,
 }
 
 impl ProxyHandler {
     /// Wraps the proxy state.
-    pub fn new(proxy: Proxy) -> Self {
+    pub(crate) fn new(proxy: Proxy) -> Self {
         Self {
             proxy: Arc::new(proxy),
         }

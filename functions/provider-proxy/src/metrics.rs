@@ -12,7 +12,7 @@ use routing_core::chat::Usage;
 
 /// Counters and histograms for calls to LLM providers.
 #[derive(Debug, Clone)]
-pub struct LlmMetrics {
+pub(crate) struct LlmMetrics {
     cost: CounterVec,
     tokens: IntCounterVec,
     calls: IntCounterVec,
@@ -22,7 +22,7 @@ pub struct LlmMetrics {
 
 impl LlmMetrics {
     /// Creates the families and registers them in `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let cost = register_metric(
             registry,
             CounterVec::new(
@@ -86,7 +86,7 @@ impl LlmMetrics {
     }
 
     /// Records a successful call.
-    pub fn record_success(
+    pub(crate) fn record_success(
         &self,
         provider: &str,
         task: Task,
@@ -116,7 +116,13 @@ impl LlmMetrics {
     }
 
     /// Records a failed call under the error's low-cardinality label.
-    pub fn record_failure(&self, provider: &str, task: Task, elapsed: Duration, outcome: &str) {
+    pub(crate) fn record_failure(
+        &self,
+        provider: &str,
+        task: Task,
+        elapsed: Duration,
+        outcome: &str,
+    ) {
         self.calls
             .with_label_values(&[provider, task.as_str(), outcome])
             .inc();

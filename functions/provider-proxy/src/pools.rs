@@ -23,13 +23,13 @@ struct ProviderPool {
 
 /// Every pooled provider.
 #[derive(Default)]
-pub struct ReplicaPools {
+pub(crate) struct ReplicaPools {
     pools: BTreeMap<String, ProviderPool>,
 }
 
 /// A pool as `GET /providers` shows it.
 #[derive(Debug, Serialize)]
-pub struct PoolListing {
+pub(crate) struct PoolListing {
     /// Endpoint URL, requests in flight, peak-EWMA latency, picks so far.
     pub endpoints: Vec<EndpointLoad>,
 }
@@ -38,7 +38,7 @@ impl ReplicaPools {
     /// Reads `<NAME>_BASE_URLS` (comma-separated), `<NAME>_POOL_STRATEGY`
     /// (`least_outstanding` or `peak_ewma`) and `<NAME>_POOL_MAX_OUTSTANDING`
     /// for each in-cluster provider that may be pooled.
-    pub fn from_env(
+    pub(crate) fn from_env(
         env: &Env,
         secrets: &SecretStore,
         http: &reqwest::Client,
@@ -107,13 +107,13 @@ impl ReplicaPools {
     }
 
     /// Whether `name` is pooled.
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.pools.contains_key(name)
     }
 
     /// Waits for a slot of `name`'s pool and returns the replica's client
     /// with the guard that holds the slot until dropped.
-    pub async fn pick(&self, name: &str) -> Option<(&Provider, PoolGuard)> {
+    pub(crate) async fn pick(&self, name: &str) -> Option<(&Provider, PoolGuard)> {
         let pooled = self.pools.get(name)?;
         let guard = pooled.pool.pick().await;
         let provider = pooled.replicas.get(guard.endpoint_index())?.get(name)?;
@@ -121,7 +121,7 @@ impl ReplicaPools {
     }
 
     /// Each pool's endpoints and their load.
-    pub fn listing(&self) -> BTreeMap<String, PoolListing> {
+    pub(crate) fn listing(&self) -> BTreeMap<String, PoolListing> {
         self.pools
             .iter()
             .map(|(name, p)| {

@@ -28,12 +28,12 @@ use crate::pools::{PoolListing, ReplicaPools};
 use tokio::time::Instant;
 
 /// `PROVIDER_TIMEOUT_MS`: the longest any provider call may take.
-pub const ENV_PROVIDER_TIMEOUT_MS: &str = "PROVIDER_TIMEOUT_MS";
+pub(crate) const ENV_PROVIDER_TIMEOUT_MS: &str = "PROVIDER_TIMEOUT_MS";
 const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 55_000;
 
 /// A failed proxy call.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// The request is invalid.
     #[error(transparent)]
     Invalid(#[from] InvalidRequest),
@@ -63,7 +63,7 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// HTTP status to answer with.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             ProxyError::Invalid(_) => 400,
             ProxyError::PrivateToExternal { .. } => 403,
@@ -73,7 +73,7 @@ impl ProxyError {
     }
 
     /// JSON error body.
-    pub fn detail(&self) -> ErrorDetail {
+    pub(crate) fn detail(&self) -> ErrorDetail {
         let (kind, param) = match self {
             ProxyError::Invalid(e) => return ErrorDetail::from(e),
             ProxyError::PrivateToExternal { .. } => {
@@ -91,7 +91,7 @@ impl ProxyError {
 
 /// One configured provider, as listed by `GET /providers`.
 #[derive(Debug, Serialize)]
-pub struct ProviderListing {
+pub(crate) struct ProviderListing {
     /// Configured name.
     pub name: String,
     /// Where it runs.
@@ -99,7 +99,7 @@ pub struct ProviderListing {
 }
 
 /// The provider-proxy state.
-pub struct Proxy {
+pub(crate) struct Proxy {
     providers: Providers,
     pools: ReplicaPools,
     catalogue: Catalogue,
@@ -109,7 +109,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Reads providers, secrets and prices; registers metrics.
-    pub fn new(env: &Env, registry: &Registry) -> Result<Self, String> {
+    pub(crate) fn new(env: &Env, registry: &Registry) -> Result<Self, String> {
         let secrets = SecretStore::new(env.get_or(ENV_SECRETS_DIR, DEFAULT_SECRETS_DIR));
         let http = http_client::client().map_err(|e| e.to_string())?;
         let pools = ReplicaPools::from_env(env, &secrets, &http)?;
@@ -128,7 +128,7 @@ impl Proxy {
     }
 
     /// The configured providers.
-    pub fn listing(&self) -> Vec<ProviderListing> {
+    pub(crate) fn listing(&self) -> Vec<ProviderListing> {
         let mut out: Vec<ProviderListing> = self
             .providers
             .names()
@@ -144,7 +144,7 @@ impl Proxy {
     }
 
     /// Parses a request body and checks it against the configuration.
-    pub fn prepare(&self, body: &[u8]) -> Result<Prepared, ProxyError> {
+    pub(crate) fn prepare(&self, body: &[u8]) -> Result<Prepared, ProxyError> {
         let request: ProxyRequest = parse_json(body)?;
         if request.messages.is_empty() {
             return Err(InvalidRequest {
@@ -191,7 +191,7 @@ impl Proxy {
     }
 
     /// Calls the provider and waits for the whole answer.
-    pub async fn chat(
+    pub(crate) async fn chat(
         &self,
         prepared: Prepared,
         call_id: &str,
@@ -225,7 +225,7 @@ impl Proxy {
     /// server-sent [`ProxyStreamEvent`] frames. Fails before the first frame
     /// when the provider refuses the request; a failure later becomes an
     /// `error` event.
-    pub async fn chat_stream(
+    pub(crate) async fn chat_stream(
         self: &Arc<Self>,
         prepared: Prepared,
         call_id: &str,
@@ -316,7 +316,7 @@ impl Proxy {
     }
 
     /// Each pooled provider's replicas and their load.
-    pub fn pool_listing(&self) -> BTreeMap<String, PoolListing> {
+    pub(crate) fn pool_listing(&self) -> BTreeMap<String, PoolListing> {
         self.pools.listing()
     }
 
@@ -360,7 +360,7 @@ impl Proxy {
 }
 
 /// A checked request, ready to send.
-pub struct Prepared {
+pub(crate) struct Prepared {
     chat: ChatRequest,
     provider: String,
     task: Task,

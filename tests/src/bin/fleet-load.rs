@@ -8,6 +8,11 @@
 //!
 //! cargo build --release --workspace --bins
 //! cargo run --release -p fleet-tests --bin fleet-load -- [REQUESTS] [CONCURRENCY]
+#![expect(
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "a benchmark prints its report and stops at the first surprise"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,7 +133,7 @@ async fn main() {
             body: json!({"prompt": "hi", "max_latency_ms": 250}).to_string(),
         },
     ];
-    let http = reqwest::Client::builder()
+    let http = http_client::client_builder()
         .pool_max_idle_per_host(concurrency)
         .build()
         .expect("client");

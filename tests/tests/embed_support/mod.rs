@@ -1,5 +1,8 @@
 //! What the embed tests share: the model folder, the reference fixture, cosine.
-
+#![expect(
+    clippy::expect_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -10,7 +13,7 @@ use fleet_tests::repo_root;
 
 /// The model folder, absolute: `MINILM_MODEL_DIR` when set, else the embed function's
 /// `assets/model`, which `scripts/fetch-model.sh` fills (and checks) when needed.
-pub fn model_dir() -> PathBuf {
+pub(crate) fn model_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         if let Some(dir) = std::env::var_os("MINILM_MODEL_DIR").filter(|d| !d.is_empty()) {
@@ -30,7 +33,7 @@ pub fn model_dir() -> PathBuf {
 }
 
 /// The 64 reference sentences and their sentence-transformers vectors.
-pub fn reference() -> (Vec<String>, Vec<Vec<f32>>) {
+pub(crate) fn reference() -> (Vec<String>, Vec<Vec<f32>>) {
     let dir = repo_root().join("tests/fixtures/minilm");
     let sentences: Vec<String> = std::fs::read_to_string(dir.join("sentences.txt"))
         .expect("sentences.txt")
@@ -46,7 +49,7 @@ pub fn reference() -> (Vec<String>, Vec<Vec<f32>>) {
 }
 
 /// A JSON array of numbers as a vector.
-pub fn vector(value: &serde_json::Value) -> Vec<f32> {
+pub(crate) fn vector(value: &serde_json::Value) -> Vec<f32> {
     value
         .as_array()
         .expect("an array")
@@ -56,7 +59,7 @@ pub fn vector(value: &serde_json::Value) -> Vec<f32> {
 }
 
 /// Cosine of two vectors.
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
     let dot: f64 = a
         .iter()
@@ -69,7 +72,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Asserts each vector has cosine ≥ 0.9999 with its reference.
-pub fn assert_matches_reference(got: &[Vec<f32>], expected: &[Vec<f32>]) {
+pub(crate) fn assert_matches_reference(got: &[Vec<f32>], expected: &[Vec<f32>]) {
     assert_eq!(got.len(), expected.len());
     for (i, (g, e)) in got.iter().zip(expected).enumerate() {
         assert_eq!(g.len(), 384, "vector {i}");

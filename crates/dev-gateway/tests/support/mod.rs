@@ -1,5 +1,10 @@
 //! Helpers shared by the integration tests: the echo function, an HTTP client,
 //! bounded polling and process checks.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -16,15 +21,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 /// Upper bound for anything the tests wait for; generous for a loaded CI box.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A spec running the echo test function.
-pub fn echo(name: &str) -> FunctionSpec {
+pub(crate) fn echo(name: &str) -> FunctionSpec {
     FunctionSpec::new(name, env!("CARGO_BIN_EXE_dev-gateway-echo")).with_env("RUST_BACKTRACE", "1")
 }
 
 /// A fresh folder for one test, under cargo's per-target temp folder.
-pub fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("dev-gateway-{tag}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -33,42 +38,42 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// A response read to the end.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl Reply {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 }
 
 /// A plain HTTP/1 client.
 #[derive(Clone)]
-pub struct Http {
+pub(crate) struct Http {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Http {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Http {
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
 
     /// Sends a request and returns the response with its body unread.
-    pub async fn open(
+    pub(crate) async fn open(
         &self,
         method: Method,
         url: &str,
@@ -88,7 +93,7 @@ impl Http {
             .unwrap_or_else(|e| panic!("request to {url} failed: {e}"))
     }
 
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         url: &str,
@@ -109,13 +114,17 @@ impl Http {
         }
     }
 
-    pub async fn get(&self, url: &str) -> Reply {
+    pub(crate) async fn get(&self, url: &str) -> Reply {
         self.send(Method::GET, url, &[], "").await
     }
 }
 
 /// `GET /system/function/<name>` through the HTTP API.
-pub async fn function_status(http: &Http, gateway: &RunningGateway, name: &str) -> FunctionStatus {
+pub(crate) async fn function_status(
+    http: &Http,
+    gateway: &RunningGateway,
+    name: &str,
+) -> FunctionStatus {
     let reply = http
         .get(&format!("{}/system/function/{name}", gateway.url()))
         .await;
@@ -124,7 +133,7 @@ pub async fn function_status(http: &Http, gateway: &RunningGateway, name: &str) 
 }
 
 /// Polls `check` every 20 ms until it yields `Some`, failing the test after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -140,13 +149,13 @@ where
 }
 
 /// Whether a process with this pid exists (and is not yet reaped).
-pub fn process_exists(pid: u64) -> bool {
+pub(crate) fn process_exists(pid: u64) -> bool {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
     nix::sys::signal::kill(pid, None).is_ok()
 }
 
 /// The pid the echo function reports in its JSON echo.
-pub fn pid_of(reply: &Reply) -> u64 {
+pub(crate) fn pid_of(reply: &Reply) -> u64 {
     reply.json()["pid"]
         .as_u64()
         .unwrap_or_else(|| panic!("no pid in {}", reply.text()))

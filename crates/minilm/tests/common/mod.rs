@@ -1,5 +1,8 @@
 //! What the model's tests share: the model directory and the reference fixture.
-
+#![expect(
+    clippy::expect_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -9,14 +12,14 @@ use std::sync::OnceLock;
 use minilm::MiniLm;
 
 /// The repository's root.
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// The model directory: `MINILM_MODEL_DIR` when set, else the embed function's
 /// `assets/model`, fetched there by `scripts/fetch-model.sh` when missing (the script checks the
 /// files' hashes and does nothing when they are already in place).
-pub fn model_dir() -> PathBuf {
+pub(crate) fn model_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         if let Some(dir) = std::env::var_os("MINILM_MODEL_DIR").filter(|d| !d.is_empty()) {
@@ -36,13 +39,13 @@ pub fn model_dir() -> PathBuf {
 }
 
 /// The model, loaded once per test binary.
-pub fn model() -> &'static MiniLm {
+pub(crate) fn model() -> &'static MiniLm {
     static MODEL: OnceLock<MiniLm> = OnceLock::new();
     MODEL.get_or_init(|| MiniLm::load(model_dir()).expect("load the model"))
 }
 
 /// The 64 reference sentences and their sentence-transformers vectors.
-pub fn reference() -> (Vec<String>, Vec<Vec<f32>>) {
+pub(crate) fn reference() -> (Vec<String>, Vec<Vec<f32>>) {
     let dir = repo_root().join("tests/fixtures/minilm");
     let sentences: Vec<String> = std::fs::read_to_string(dir.join("sentences.txt"))
         .expect("sentences.txt")
@@ -58,7 +61,7 @@ pub fn reference() -> (Vec<String>, Vec<Vec<f32>>) {
 }
 
 /// Cosine of two vectors.
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
     let dot: f64 = a
         .iter()
@@ -71,7 +74,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// The largest element-wise difference.
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())

@@ -1,3 +1,7 @@
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 use provider_emulator::ProviderFlavor;
 use serde_json::{Value, json};
 

@@ -1,3 +1,7 @@
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 use std::time::{Duration, SystemTime};
 
 use aws_eventstream::{Message, MessageDecoder};

@@ -1,4 +1,8 @@
 //! Helpers shared by the emulator tests.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::net::SocketAddr;
 
@@ -7,19 +11,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Starts an emulator on a free loopback port.
-pub async fn start(config: EmulatorConfig) -> Emulator {
+pub(crate) async fn start(config: EmulatorConfig) -> Emulator {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     Emulator::start(listener, config).await.unwrap()
 }
 
 /// A plain HTTP client.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().build().unwrap()
+pub(crate) fn client() -> reqwest::Client {
+    http_client::client().unwrap()
 }
 
 /// Sends raw bytes and reads until the server closes: `Err` carries how
 /// the connection ended (e.g. `ConnectionReset`).
-pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.write_all(request).await?;
     let mut out = Vec::new();
@@ -28,7 +32,7 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<V
 }
 
 /// A raw HTTP/1.1 POST with a JSON body and extra header lines.
-pub fn raw_post(path: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+pub(crate) fn raw_post(path: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     format!(
         "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n{extra_headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
@@ -37,7 +41,7 @@ pub fn raw_post(path: &str, extra_headers: &str, body: &str) -> Vec<u8> {
 }
 
 /// Reads a whole streamed body, chunk by chunk; `Err` if it was cut.
-pub async fn read_all(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+pub(crate) async fn read_all(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
         out.extend_from_slice(&chunk);
@@ -47,7 +51,7 @@ pub async fn read_all(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::E
 
 /// Parses SSE text into (event name, data) pairs; comment lines are
 /// returned as ("comment", text). Accepts `\n` and `\r\n`.
-pub fn parse_sse(text: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_sse(text: &str) -> Vec<(String, String)> {
     let normalised = text.replace("\r\n", "\n");
     let mut events = Vec::new();
     for block in normalised.split("\n\n").filter(|b| !b.is_empty()) {
@@ -71,7 +75,7 @@ pub fn parse_sse(text: &str) -> Vec<(String, String)> {
 
 /// Starts an instant emulator with generated credentials; returns the
 /// emulator and the secrets a client would be given.
-pub async fn start_with_secrets(
+pub(crate) async fn start_with_secrets(
     flavor: provider_emulator::ProviderFlavor,
 ) -> (Emulator, provider_emulator::ClientSecrets) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

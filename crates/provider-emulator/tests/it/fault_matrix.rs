@@ -1,4 +1,8 @@
 //! Every fault, on every provider, over HTTP: the provider's own status.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use google_auth::{GoogleAuth, ServiceAccountKey, TokenSource};
 use provider_emulator::{ClientSecrets, Emulator, Fault, LatencyModel, ProviderFlavor};
@@ -34,7 +38,7 @@ async fn chat_request(
             .json(&json!({"contents":[{"role":"user","parts":[{"text":prompt}]}]})),
         ProviderFlavor::Vertex => {
             let key = ServiceAccountKey::from_json(secrets.get("vertex-service-account").unwrap()).unwrap();
-            let auth = GoogleAuth::new(TokenSource::ServiceAccount { token_uri: key.token_uri().to_owned(), key }, reqwest::Client::new());
+            let auth = GoogleAuth::new(TokenSource::ServiceAccount { token_uri: key.token_uri().to_owned(), key }, http_client::client().unwrap());
             let token = auth.access_token().await.unwrap();
             c.post(format!("{base}/v1/projects/emulator-project/locations/global/publishers/google/models/gemini-2.5-flash:generateContent"))
                 .bearer_auth(token.expose())

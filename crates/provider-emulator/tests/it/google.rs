@@ -1,3 +1,7 @@
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 use std::time::SystemTime;
 
 use google_auth::{
@@ -33,7 +37,7 @@ async fn token_for(key: &ServiceAccountKey) -> Result<String, GoogleAuthError> {
             key: key.clone(),
             token_uri: key.token_uri().to_owned(),
         },
-        reqwest::Client::new(),
+        http_client::client().unwrap(),
     );
     auth.access_token().await.map(|s| s.expose().to_owned())
 }
@@ -326,7 +330,7 @@ async fn metadata_server_requires_its_header_and_issues_usable_tokens() {
         TokenSource::Metadata {
             base_url: emu.root_url(),
         },
-        reqwest::Client::new(),
+        http_client::client().unwrap(),
     );
     let token = auth.access_token().await.unwrap();
     let project = client()

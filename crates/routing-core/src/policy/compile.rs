@@ -188,7 +188,7 @@ pub(crate) struct Compiled {
 impl Compiled {
     /// A model by catalogue id, or by a provider model name that exactly
     /// one catalogue entry serves.
-    pub fn find_model(&self, name: &str) -> Option<&Arc<ModelEntry>> {
+    pub(super) fn find_model(&self, name: &str) -> Option<&Arc<ModelEntry>> {
         if let Some(&i) = self.by_id.get(name) {
             return self.models.get(i);
         }

@@ -8,7 +8,7 @@ use routing_core::policy::{LiveStats, ModelEntry, SelectionInput};
 use routing_core::{Difficulty, Task};
 
 /// Expected output tokens per task, as the generated policies declare them.
-pub const OUTPUT_TOKENS: [(Task, u32); 4] = [
+pub(crate) const OUTPUT_TOKENS: [(Task, u32); 4] = [
     (Task::Embed, 0),
     (Task::Classify, 16),
     (Task::Generate, 256),
@@ -17,7 +17,7 @@ pub const OUTPUT_TOKENS: [(Task, u32); 4] = [
 
 /// Expected output tokens for `task` in generated policies and the built-in
 /// policy alike.
-pub fn default_output_tokens(task: Task) -> u32 {
+pub(crate) fn default_output_tokens(task: Task) -> u32 {
     OUTPUT_TOKENS
         .iter()
         .find(|(t, _)| *t == task)
@@ -26,7 +26,7 @@ pub fn default_output_tokens(task: Task) -> u32 {
 
 /// One generated model.
 #[derive(Debug, Clone)]
-pub struct GenModel {
+pub(crate) struct GenModel {
     pub in_cluster: bool,
     pub tasks: Vec<Task>,
     pub context_window: u32,
@@ -37,11 +37,11 @@ pub struct GenModel {
     pub price_out: u32,
 }
 
-pub fn any_task() -> impl Strategy<Value = Task> {
+pub(crate) fn any_task() -> impl Strategy<Value = Task> {
     prop::sample::select(Task::ALL.to_vec())
 }
 
-pub fn any_difficulty() -> impl Strategy<Value = Option<Difficulty>> {
+pub(crate) fn any_difficulty() -> impl Strategy<Value = Option<Difficulty>> {
     prop::option::of(prop::sample::select(vec![
         Difficulty::Simple,
         Difficulty::Medium,
@@ -49,7 +49,7 @@ pub fn any_difficulty() -> impl Strategy<Value = Option<Difficulty>> {
     ]))
 }
 
-pub fn gen_model() -> impl Strategy<Value = GenModel> {
+pub(crate) fn gen_model() -> impl Strategy<Value = GenModel> {
     (
         any::<bool>(),
         prop::sample::subsequence(Task::ALL.to_vec(), 1..=4),
@@ -88,7 +88,7 @@ pub fn gen_model() -> impl Strategy<Value = GenModel> {
 
 /// A policy file with `models` and one catch-all rule ranking by `weights`
 /// (`quality, cost, latency`).
-pub fn policy_text(models: &[GenModel], weights: (f64, f64, f64), extra: &str) -> String {
+pub(crate) fn policy_text(models: &[GenModel], weights: (f64, f64, f64), extra: &str) -> String {
     let mut text = format!(
         "version = 1\n\
          [selection]\n\
@@ -137,7 +137,7 @@ pub fn policy_text(models: &[GenModel], weights: (f64, f64, f64), extra: &str) -
 }
 
 /// Output tokens a selection assumes for `input`.
-pub fn output_tokens(input: &SelectionInput) -> u32 {
+pub(crate) fn output_tokens(input: &SelectionInput) -> u32 {
     input
         .max_output_tokens
         .unwrap_or_else(|| default_output_tokens(input.task))
@@ -147,7 +147,7 @@ pub fn output_tokens(input: &SelectionInput) -> u32 {
 /// unknown); with a classifier confidence `c`, `c·q(tier) + (1−c)·q(next
 /// tiers)`, the next tiers being medium for simple and hard, and the mean of
 /// simple and hard for medium.
-pub fn expected_quality(m: &ModelEntry, input: &SelectionInput) -> f32 {
+pub(crate) fn expected_quality(m: &ModelEntry, input: &SelectionInput) -> f32 {
     let tiers = m.quality.tiers(input.task);
     let tier = input.difficulty.unwrap_or(Difficulty::Medium);
     let q = tiers.get(tier);
@@ -165,7 +165,7 @@ pub fn expected_quality(m: &ModelEntry, input: &SelectionInput) -> f32 {
 
 /// The latency the budget check uses: live percentile when trusted, else
 /// the prior.
-pub fn budget_latency(m: &ModelEntry, input: &SelectionInput, live: &LiveStats) -> f64 {
+pub(crate) fn budget_latency(m: &ModelEntry, input: &SelectionInput, live: &LiveStats) -> f64 {
     live.trusted_latency(&m.id).map_or_else(
         || m.expected_latency_ms(output_tokens(input)),
         |l| l.percentile_ms,
@@ -174,7 +174,7 @@ pub fn budget_latency(m: &ModelEntry, input: &SelectionInput, live: &LiveStats) 
 
 /// Every hard constraint except latency, stated independently of the
 /// library's own evaluation. `Err` names the one violated.
-pub fn hard_constraints(
+pub(crate) fn hard_constraints(
     m: &ModelEntry,
     input: &SelectionInput,
     floor: f32,
@@ -203,7 +203,7 @@ pub fn hard_constraints(
 }
 
 /// Expected cost in USD, computed independently.
-pub fn cost(m: &ModelEntry, input: &SelectionInput) -> f64 {
+pub(crate) fn cost(m: &ModelEntry, input: &SelectionInput) -> f64 {
     (f64::from(input.input_tokens) * m.price.input
         + f64::from(output_tokens(input)) * m.price.output)
         / 1e6
