@@ -457,6 +457,52 @@ pub struct RouteExplanation {
     /// declared the difficulty or no trained model answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_strong: Option<f32>,
+    /// The cut-offs the difficulty tier was read from `needs_strong` with,
+    /// and where they came from; absent when no score was judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationExplanation>,
+}
+
+/// The operating point a request's difficulty tier was cut at.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationExplanation {
+    /// The window the thresholds come from: `global`, `rule:NAME` or
+    /// `tenant:NAME`.
+    pub window: String,
+    /// Scores in that window at its last merge.
+    pub n: u64,
+    /// The share of traffic the policy asks for per tier.
+    pub target_share: TierShares,
+    /// The needs-strong cut-offs in force.
+    pub thresholds: TierThresholds,
+    /// `window` (the window's quantiles), `cold_start` (static cut-offs
+    /// until the window holds enough scores) or `static` (calibration
+    /// disabled).
+    pub source: String,
+    /// The score compared with the thresholds: with `window`, the
+    /// needs-strong score spread over its rounding interval; otherwise the
+    /// score as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+}
+
+/// A share of traffic per tier above simple.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TierShares {
+    /// Share rated medium.
+    pub medium: f64,
+    /// Share rated hard.
+    pub hard: f64,
+}
+
+/// Needs-strong cut-offs per tier; `null` when no score reaches the tier
+/// (its target share is 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TierThresholds {
+    /// From this score on a prompt is at least medium.
+    pub medium: Option<f64>,
+    /// From this score on a prompt is hard.
+    pub hard: Option<f64>,
 }
 
 /// One call made for a request.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
+use super::calibration::{CalibrationConfig, TargetShare};
 use super::catalogue::{
     LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, ServingFunction, Tiers,
 };
@@ -183,6 +184,7 @@ pub(crate) struct Compiled {
     pub live: LiveConfig,
     pub budgets: BudgetPolicy,
     pub escalation: BTreeMap<String, EscalationCheck>,
+    pub calibration: CalibrationConfig,
 }
 
 impl Compiled {
@@ -260,6 +262,7 @@ pub(crate) fn compile(
     let catalogue = compile_models(c, &root.key("model"), file.model, prices)?;
     let rule_candidates = compile_rules(c, &root.key("rule"), &file.rule, &catalogue, &escalation)?;
     check_budgets(c, &root.key("budgets"), &file.budgets)?;
+    check_calibration(c, &root.key("calibration"), &file.calibration)?;
     Ok(Compiled {
         origin: origin.to_owned(),
         models: catalogue.models,
@@ -272,6 +275,7 @@ pub(crate) fn compile(
         live: file.live,
         budgets: file.budgets,
         escalation,
+        calibration: file.calibration,
     })
 }
 
@@ -648,6 +652,17 @@ fn compile_rules(
         if let Some(esc) = &rule.escalate {
             check_escalate(c, &rp.key("escalate"), esc, catalogue, escalation)?;
         }
+        if let Some(target) = &rule.target_share {
+            let tp = rp.key("target_share");
+            if rule.when.difficulty.is_some() {
+                return Err(c.error(
+                    &tp,
+                    "a rule that matches on difficulty cannot set the target share that decides \
+                     difficulty; move target_share to a rule without when.difficulty",
+                ));
+            }
+            check_target_share(c, &tp, target)?;
+        }
         rule_candidates.push(candidates);
     }
     Ok(rule_candidates)
@@ -788,6 +803,114 @@ fn check_budgets(c: &Checker<'_>, bp: &FieldPath, b: &BudgetPolicy) -> Result<()
                 return Err(c.error(&lp.key(name), "must be a finite number > 0"));
             }
         }
+    }
+    Ok(())
+}
+
+/// A target share: each in `[0, 1]`, together at most 1.
+fn check_target_share(
+    c: &Checker<'_>,
+    path: &FieldPath,
+    target: &TargetShare,
+) -> Result<(), PolicyError> {
+    for (name, v) in [("medium", target.medium), ("hard", target.hard)] {
+        if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+            return Err(c.error(
+                &path.key(name),
+                format!("a share must be between 0 and 1, not {v}"),
+            ));
+        }
+    }
+    let sum = target.medium + target.hard;
+    if sum > 1.0 + 1e-9 {
+        return Err(c.error(
+            path,
+            format!(
+                "medium + hard = {sum} leaves simple a negative share; together they must be \
+                 at most 1"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[calibration]`.
+fn check_calibration(
+    c: &Checker<'_>,
+    cp: &FieldPath,
+    cal: &CalibrationConfig,
+) -> Result<(), PolicyError> {
+    check_target_share(c, &cp.key("target_share"), &cal.target_share)?;
+    if cal.window == 0 {
+        return Err(c.error(&cp.key("window"), "must be at least 1"));
+    }
+    if cal.min_scores == 0 {
+        return Err(c.error(&cp.key("min_scores"), "must be at least 1"));
+    }
+    if cal.min_scores > cal.window {
+        return Err(c.error(
+            &cp.key("min_scores"),
+            format!(
+                "{} scores can never be reached with a window of {}",
+                cal.min_scores, cal.window
+            ),
+        ));
+    }
+    if cal.recompute_every == 0 || cal.recompute_every > cal.window {
+        return Err(c.error(
+            &cp.key("recompute_every"),
+            format!("must be between 1 and the window ({})", cal.window),
+        ));
+    }
+    if !(cal.score_resolution.is_finite() && (0.0..=0.1).contains(&cal.score_resolution)) {
+        return Err(c.error(
+            &cp.key("score_resolution"),
+            format!("must be between 0 and 0.1, not {}", cal.score_resolution),
+        ));
+    }
+    if let Some(cold) = &cal.cold_start {
+        let sp = cp.key("cold_start");
+        for (name, v) in [("medium", cold.medium), ("hard", cold.hard)] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return Err(c.error(
+                    &sp.key(name),
+                    format!("a cut-off must be between 0 and 1, not {v}"),
+                ));
+            }
+        }
+        if cold.hard < cold.medium {
+            return Err(c.error(
+                &sp.key("hard"),
+                format!(
+                    "the hard cut-off {} is below the medium one {}",
+                    cold.hard, cold.medium
+                ),
+            ));
+        }
+    }
+    if cal.max_tenant_windows == 0 {
+        return Err(c.error(&cp.key("max_tenant_windows"), "must be at least 1"));
+    }
+    let mut tenants = HashSet::new();
+    for (i, t) in cal.tenant.iter().enumerate() {
+        let tp = cp.key("tenant").index(i);
+        if t.tenant.trim().is_empty() {
+            return Err(c.error(&tp.key("tenant"), "tenant is empty"));
+        }
+        if t.tenant == "*" {
+            return Err(c.error(
+                &tp.key("tenant"),
+                "name a tenant: `*` would give every tenant name a window; \
+                 [calibration].target_share already covers the rest",
+            ));
+        }
+        if !tenants.insert(t.tenant.as_str()) {
+            return Err(c.error(
+                &tp.key("tenant"),
+                format!("tenant {:?} has two targets", t.tenant),
+            ));
+        }
+        check_target_share(c, &tp.key("target_share"), &t.target_share)?;
     }
     Ok(())
 }

@@ -36,6 +36,7 @@
 //! difficulty tiers.
 
 mod budget;
+mod calibration;
 mod catalogue;
 mod compile;
 mod escalation;
@@ -50,6 +51,11 @@ use std::sync::Arc;
 pub use budget::{
     BudgetAction, BudgetLevel, BudgetLimit, BudgetStore, BudgetTracker, BudgetView, OnBudget,
     Period, Spend, utc_month,
+};
+pub use calibration::{
+    Calibrated, CalibrationConfig, CalibrationScope, CalibrationSource, Calibrator, Cutoffs,
+    MemoryWindows, ScopeKey, ScoreWindows, StoreError, StoreFuture, TargetShare, TenantTarget,
+    WindowLimits, quantile_cutoffs, text_unit, window_key,
 };
 pub use catalogue::{
     LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, ServingFunction, Tiers,
@@ -244,6 +250,47 @@ impl Policy {
     /// Budget gates and limits.
     pub fn budget_policy(&self) -> &BudgetPolicy {
         &self.inner.budgets
+    }
+
+    /// The `[calibration]` settings.
+    pub fn calibration(&self) -> &CalibrationConfig {
+        &self.inner.calibration
+    }
+
+    /// The score window and target share for a request (its difficulty is
+    /// ignored: calibration decides it): the first rule in file order that
+    /// matches and sets `target_share`, else the tenant's own target, else
+    /// `[calibration].target_share`.
+    pub fn calibration_scope(&self, input: &SelectionInput) -> CalibrationScope {
+        let mut undecided = input.clone();
+        undecided.difficulty = None;
+        if let Some((rule, target)) = self
+            .inner
+            .rules
+            .iter()
+            .filter_map(|r| r.target_share.map(|t| (r, t)))
+            .find(|(r, _)| select::matches(r, &undecided))
+        {
+            return CalibrationScope {
+                key: ScopeKey::Rule(rule.name.clone()),
+                target,
+            };
+        }
+        let cal = &self.inner.calibration;
+        if let Some(t) = input
+            .tenant
+            .as_deref()
+            .and_then(|name| cal.tenant.iter().find(|t| t.tenant == name))
+        {
+            return CalibrationScope {
+                key: ScopeKey::Tenant(t.tenant.clone()),
+                target: t.target_share,
+            };
+        }
+        CalibrationScope {
+            key: ScopeKey::Global,
+            target: cal.target_share,
+        }
     }
 
     /// An escalation check by name (`default` is always defined).

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::budget::{BudgetLimit, OnBudget};
+use super::calibration::{CalibrationConfig, TargetShare};
 use super::catalogue::{ServingFunction, Tiers};
 use super::escalation::EscalationCheck;
 use super::live::LiveConfig;
@@ -319,6 +320,11 @@ pub struct Rule {
     /// Try the primary first and escalate when its answer fails a check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalate: Option<Escalate>,
+    /// The share of this rule's traffic per difficulty tier, with a score
+    /// window of its own; only on a rule without a `when.difficulty`
+    /// condition (the first matching rule that sets one applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_share: Option<TargetShare>,
     /// Why, in words; `{task}`, `{budget_ms}` and `{difficulty}` are filled
     /// in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -390,6 +396,8 @@ pub(super) struct PolicyFile {
     pub(super) budgets: BudgetPolicy,
     #[serde(default)]
     pub(super) escalation: BTreeMap<String, EscalationCheck>,
+    #[serde(default)]
+    pub(super) calibration: CalibrationConfig,
     pub(super) model: Vec<ModelFile>,
     pub(super) rule: Vec<Rule>,
 }

@@ -554,7 +554,7 @@ fn fill(template: &str, input: &SelectionInput) -> String {
         )
 }
 
-fn matches(rule: &Rule, input: &SelectionInput) -> bool {
+pub(super) fn matches(rule: &Rule, input: &SelectionInput) -> bool {
     let w = &rule.when;
     w.task.as_ref().is_none_or(|t| t.contains(&input.task))
         && w.difficulty
