@@ -236,3 +236,153 @@ async fn pinning_an_external_model_cannot_take_a_private_request_out() {
     assert_eq!(unknown.json["error"]["param"], "model");
     fleet.stop().await;
 }
+
+async fn metrics(fleet: &Fleet) -> String {
+    fleet
+        .http
+        .get(fleet.url("llm-router", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the series `name` (with its labels) in `/metrics` text.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiers_are_cut_at_the_window_quantiles_once_it_fills() {
+    let policy = routing_core::policy::DEFAULT_POLICY
+        .replacen(
+            "target_share = { medium = 0.25, hard = 0.10 }",
+            "target_share = { medium = 0.30, hard = 0.30 }",
+            1,
+        )
+        .replacen("window = 2000", "window = 100", 1)
+        .replacen("min_scores = 200", "min_scores = 20", 1)
+        .replacen("recompute_every = 32", "recompute_every = 5", 1)
+        .replacen(
+            "# cold_start = { medium = 0.0888, hard = 0.2664 }",
+            "cold_start = { medium = 0.0888, hard = 0.2664 }",
+            1,
+        );
+    assert!(policy.contains("min_scores = 20\n"), "the policy changed");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, policy).unwrap();
+    let fleet = Fleet::start(FleetOptions {
+        env: BTreeMap::from([("POLICY_PATH".to_owned(), path.display().to_string())]),
+        ..FleetOptions::default()
+    })
+    .await;
+
+    // Every series is there before the first request: the static cut-offs.
+    let before = metrics(&fleet).await;
+    assert_eq!(
+        sample(&before, r#"llm_router_tier_threshold{tier="medium"}"#),
+        0.0888
+    );
+    assert_eq!(
+        sample(&before, r#"llm_router_tier_threshold{tier="hard"}"#),
+        0.2664
+    );
+    assert_eq!(sample(&before, "llm_router_calibration_window_size"), 0.0);
+    assert_eq!(sample(&before, "llm_router_calibration_cold_start"), 1.0);
+    for tier in ["simple", "medium", "hard"] {
+        let series = format!(r#"llm_router_tier_total{{tier="{tier}"}}"#);
+        assert_eq!(sample(&before, &series), 0.0);
+    }
+
+    // A stationary stream: the same kinds of prompt, over and over.
+    let kinds = [
+        "Tell me about rivers, item {i}.",
+        "Prove that {i} squared plus one has a prime factor, step by step.",
+        "Summarise tax law change number {i} for a small business owner.",
+        "Plan a birthday party for {i} guests.",
+        "Sort these numbers: {i}, 3, 9, 1.",
+    ];
+    let mut tiers = Vec::new();
+    let mut last = serde_json::Value::Null;
+    for i in 0..90 {
+        let prompt = kinds[i % kinds.len()].replace("{i}", &(i + 10).to_string());
+        let body = fleet
+            .http
+            .post(fleet.url("llm-router", "/dry-run"))
+            .body(json!({"task":"generate","prompt":prompt,"max_latency_ms":30000}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        let calibration = &body["route"]["calibration"];
+        if i == 0 {
+            assert_eq!(calibration["source"], "cold_start", "{body}");
+            assert_eq!(calibration["window"], "global", "{body}");
+            assert_eq!(calibration["n"], 0, "{body}");
+            assert_eq!(calibration["thresholds"]["hard"], 0.2664, "{body}");
+        }
+        if i >= 40 {
+            tiers.push(body["difficulty"].as_str().unwrap().to_owned());
+        }
+        last = body;
+    }
+    let calibration = &last["route"]["calibration"];
+    assert_eq!(calibration["source"], "window", "{last}");
+    assert!(calibration["n"].as_u64().unwrap() >= 85, "{last}");
+    let medium = calibration["thresholds"]["medium"].as_f64().unwrap();
+    let hard = calibration["thresholds"]["hard"].as_f64().unwrap();
+    assert!(hard >= medium, "{last}");
+    assert!(
+        last["route"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("global window's quantiles"),
+        "{last}"
+    );
+    // Each tier gets its share of the 50 prompts after the window filled.
+    for tier in ["simple", "medium", "hard"] {
+        let share = tiers.iter().filter(|t| *t == tier).count() as f64 / tiers.len() as f64;
+        assert!(
+            (0.15..=0.55).contains(&share),
+            "{tier}: {share} of {tiers:?}"
+        );
+    }
+
+    let after = metrics(&fleet).await;
+    assert_eq!(sample(&after, "llm_router_calibration_cold_start"), 0.0);
+    assert!(sample(&after, "llm_router_calibration_window_size") >= 85.0);
+    assert_eq!(
+        sample(&after, r#"llm_router_tier_threshold{tier="hard"}"#),
+        hard
+    );
+    let counted: f64 = ["simple", "medium", "hard"]
+        .iter()
+        .map(|t| sample(&after, &format!(r#"llm_router_tier_total{{tier="{t}"}}"#)))
+        .sum();
+    assert_eq!(counted, 90.0);
+
+    // A declared difficulty is not calibrated.
+    let declared = fleet
+        .http
+        .post(fleet.url("llm-router", "/dry-run"))
+        .body(json!({"task":"generate","difficulty":"simple","prompt":"hi"}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert!(declared["route"].get("calibration").is_none(), "{declared}");
+    fleet.stop().await;
+}

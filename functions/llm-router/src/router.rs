@@ -8,16 +8,17 @@ use std::time::{Duration, SystemTime};
 
 use faas_runtime::register_metric;
 use gateway_client::{EventStream, FunctionClient, InvokeError};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use routing_core::api::{
-    Attempt, ClassifyRequest, ClassifyResponse, EmbedFunctionRequest, EmbedFunctionResponse,
-    Escalated, ProxyRequest, ProxyResponse, RouteExplanation, RouteResponse, ValidRequest,
+    Attempt, CalibrationExplanation, ClassifyRequest, ClassifyResponse, EmbedFunctionRequest,
+    EmbedFunctionResponse, Escalated, ProxyRequest, ProxyResponse, RouteExplanation, RouteResponse,
+    ValidRequest,
 };
 use routing_core::chat::{FinishReason, Usage};
 use routing_core::env::Env;
 use routing_core::policy::{
-    BudgetStore, BudgetTracker, BudgetView, Decision, LiveStats, ModelEntry, Policy, PolicyWatcher,
-    ServingFunction, needs_escalation,
+    BudgetStore, BudgetTracker, BudgetView, CalibrationScope, Calibrator, Decision, LiveStats,
+    ModelEntry, Policy, PolicyWatcher, ScopeKey, SelectionInput, ServingFunction, needs_escalation,
 };
 use routing_core::{Difficulty, Task, classifier};
 use tokio::time::Instant;
@@ -42,6 +43,78 @@ pub(crate) struct Router {
     duration: HistogramVec,
     fallbacks: IntCounterVec,
     escalations: IntCounterVec,
+    calibrator: Calibrator,
+    calibration: CalibrationGauges,
+}
+
+/// The global window's operating point, as gauges, and the tiers decided.
+struct CalibrationGauges {
+    thresholds: GaugeVec,
+    window_size: IntGauge,
+    cold_start: IntGauge,
+    tiers: IntCounterVec,
+}
+
+impl CalibrationGauges {
+    fn register(registry: &Registry) -> Result<Self, String> {
+        let thresholds = GaugeVec::new(
+            Opts::new(
+                "llm_router_tier_threshold",
+                "needs_strong score from which a prompt is rated this tier (global window; \
+                 +Inf: the tier's target share is 0).",
+            ),
+            &["tier"],
+        )
+        .map_err(|e| e.to_string())?;
+        let window_size = IntGauge::new(
+            "llm_router_calibration_window_size",
+            "Scores in the global calibration window at its last merge.",
+        )
+        .map_err(|e| e.to_string())?;
+        let cold_start = IntGauge::new(
+            "llm_router_calibration_cold_start",
+            "1 while the global window holds too few scores and the static cut-offs apply.",
+        )
+        .map_err(|e| e.to_string())?;
+        let tiers = IntCounterVec::new(
+            Opts::new(
+                "llm_router_tier_total",
+                "Scored prompts by the difficulty tier they were rated.",
+            ),
+            &["tier"],
+        )
+        .map_err(|e| e.to_string())?;
+        for c in [
+            Box::new(thresholds.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(window_size.clone()),
+            Box::new(cold_start.clone()),
+            Box::new(tiers.clone()),
+        ] {
+            registry.register(c).map_err(|e| e.to_string())?;
+        }
+        for tier in [Difficulty::Simple, Difficulty::Medium, Difficulty::Hard] {
+            tiers.with_label_values(&[tier.as_str()]);
+        }
+        Ok(Self {
+            thresholds,
+            window_size,
+            cold_start,
+            tiers,
+        })
+    }
+
+    fn show(&self, status: &CalibrationExplanation) {
+        let value = |v: Option<f64>| v.unwrap_or(f64::INFINITY);
+        self.thresholds
+            .with_label_values(&["medium"])
+            .set(value(status.thresholds.medium));
+        self.thresholds
+            .with_label_values(&["hard"])
+            .set(value(status.thresholds.hard));
+        self.window_size
+            .set(i64::try_from(status.n).unwrap_or(i64::MAX));
+        self.cold_start.set(i64::from(status.source != "window"));
+    }
 }
 
 /// What a routed call knows about itself.
@@ -64,6 +137,8 @@ pub(crate) struct Plan {
     pub classification: Option<String>,
     /// The classifier's needs-strong probability, when it judged the prompt.
     pub needs_strong: Option<f32>,
+    /// The cut-offs the difficulty was read from `needs_strong` with.
+    pub calibration: Option<CalibrationExplanation>,
     /// The policy's decision.
     pub decision: Decision,
     /// When the caller's latency budget runs out.
@@ -75,6 +150,7 @@ impl Plan {
     pub(crate) fn explanation(&self) -> RouteExplanation {
         let mut explanation = self.decision.explanation();
         explanation.needs_strong = self.needs_strong;
+        explanation.calibration = self.calibration.clone();
         if let Some(note) = &self.classification {
             explanation.reason.push_str("; ");
             explanation.reason.push_str(note);
@@ -89,7 +165,8 @@ struct Classified {
     difficulty: Option<Difficulty>,
     confidence: Option<f32>,
     needs_strong: Option<f32>,
-    note: Option<String>,
+    /// Who judged the prompt, when it was judged.
+    by: Option<&'static str>,
 }
 
 impl Classified {
@@ -100,7 +177,7 @@ impl Classified {
             difficulty,
             confidence: None,
             needs_strong: None,
-            note: None,
+            by: None,
         }
     }
 }
@@ -169,6 +246,16 @@ impl Router {
         )
         .map_err(|e| e.to_string())?;
         let policy = PolicyWatcher::from_env(env).map_err(|e| e.to_string())?;
+        let calibrator = Calibrator::default();
+        let calibration = CalibrationGauges::register(registry)?;
+        let current = policy.current();
+        calibration.show(&calibrator.status(
+            current.calibration(),
+            &CalibrationScope {
+                key: ScopeKey::Global,
+                target: current.calibration().target_share,
+            },
+        ));
         Ok(Self {
             live: policy.live_stats(),
             policy,
@@ -179,6 +266,8 @@ impl Router {
             duration,
             fallbacks,
             escalations,
+            calibrator,
+            calibration,
         })
     }
 
@@ -199,10 +288,40 @@ impl Router {
             difficulty,
             confidence,
             needs_strong,
-            note: classification,
+            by,
         } = self.judge_task(&request, call, deadline).await;
-        let input = request.selection_input(task, difficulty, confidence);
+        let mut input = request.selection_input(task, difficulty, confidence);
         let policy = self.policy.current();
+        let calibration = match needs_strong {
+            Some(score) => {
+                let (difficulty, explanation) = self
+                    .calibrate(&policy, &input, score, request.classification_text())
+                    .await;
+                input.difficulty = Some(difficulty);
+                Some(explanation)
+            }
+            None => None,
+        };
+        let classification = by.map(|by| {
+            let difficulty = input.difficulty.map_or("unknown", Difficulty::as_str);
+            let confidence = confidence.unwrap_or(0.0);
+            let how = match &calibration {
+                Some(c) if c.source == "window" => {
+                    format!("; difficulty cut at the {} window's quantiles", c.window)
+                }
+                Some(c) => format!("; difficulty cut at the static cut-offs ({})", c.source),
+                None => String::new(),
+            };
+            if request.task.is_none() {
+                format!(
+                    "task {task} and difficulty {difficulty} decided by {by} (confidence \
+                     {confidence:.2}){how}"
+                )
+            } else {
+                format!("difficulty {difficulty} judged by {by} (confidence {confidence:.2}){how}")
+            }
+        });
+        let difficulty = input.difficulty;
         let decision = policy
             .select(
                 &input,
@@ -216,9 +335,43 @@ impl Router {
             difficulty,
             classification,
             needs_strong,
+            calibration,
             decision,
             deadline,
         })
+    }
+
+    /// The difficulty tier for a needs-strong score at the policy's
+    /// calibrated operating point; feeds the score's window.
+    async fn calibrate(
+        &self,
+        policy: &Policy,
+        input: &SelectionInput,
+        score: f32,
+        text: &str,
+    ) -> (Difficulty, CalibrationExplanation) {
+        let config = policy.calibration();
+        let scope = policy.calibration_scope(input);
+        let calibrated = self.calibrator.calibrate(config, &scope, score, text);
+        self.calibration
+            .tiers
+            .with_label_values(&[calibrated.difficulty.as_str()])
+            .inc();
+        if let Some(key) = calibrated.refresh {
+            if let Err(e) = self.calibrator.refresh(&key, config).await {
+                tracing::warn!(window = %key, error = %e, "calibration window not merged");
+            }
+            if key == ScopeKey::Global {
+                self.calibration.show(&self.calibrator.status(
+                    config,
+                    &CalibrationScope {
+                        key,
+                        target: config.target_share,
+                    },
+                ));
+            }
+        }
+        (calibrated.difficulty, calibrated.explanation)
     }
 
     /// The declared task and difficulty, or classify's judgement (in-process
@@ -268,19 +421,6 @@ impl Router {
         };
         let task = request.task.unwrap_or(verdict.task);
         let difficulty = request.difficulty.unwrap_or(verdict.difficulty);
-        let note = if request.task.is_none() {
-            format!(
-                "task {task} and difficulty {} decided by {by} (confidence {:.2})",
-                difficulty.as_str(),
-                verdict.confidence
-            )
-        } else {
-            format!(
-                "difficulty {} judged by {by} (confidence {:.2})",
-                difficulty.as_str(),
-                verdict.confidence
-            )
-        };
         Classified {
             task,
             difficulty: Some(difficulty),
@@ -289,7 +429,7 @@ impl Router {
             needs_strong: verdict
                 .needs_strong
                 .filter(|_| request.difficulty.is_none()),
-            note: Some(note),
+            by: Some(by),
         }
     }
 
