@@ -1,5 +1,5 @@
 //! `Policy::select` over the built-in catalogue and a synthetic 200-model
-//! one.
+//! one; the calibrated tier decision beside it.
 #![expect(
     clippy::expect_used,
     missing_docs,
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use routing_core::policy::{
-    BudgetStore, BudgetTracker, BudgetView, LiveStats, Policy, SelectionInput,
+    BudgetStore, BudgetTracker, BudgetView, Calibrator, LiveStats, Policy, SelectionInput,
 };
 use routing_core::{Difficulty, Task};
 
@@ -98,5 +98,63 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Drives a future that never waits (the in-memory window store's).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => unreachable!("the in-memory store never waits"),
+    }
+}
+
+/// The per-request calibration path (scope, tier, buffering) with a full
+/// window, and one merge + re-sort of the window (every `recompute_every`
+/// requests).
+fn calibration(c: &mut Criterion) {
+    let policy = Policy::builtin().expect("valid built-in policy");
+    let config = policy.calibration().clone();
+    let mut input = SelectionInput::new(Task::Generate, 30_000, false);
+    input.tenant = Some("acme".to_owned());
+    let scope = policy.calibration_scope(&input);
+    let calibrator = Calibrator::default();
+    let prompt = "Explain the difference between a process and a thread.".repeat(8);
+    let mut k = 0u32;
+    // Fill the window.
+    for i in 0..config.window * 2 {
+        let score = ((i * 7919) % 1000) as f32 / 1000.0;
+        if let Some(key) = calibrator
+            .calibrate(&config, &scope, score, &prompt)
+            .refresh
+        {
+            let _ = ready(calibrator.refresh(&key, &config));
+        }
+    }
+    let mut group = c.benchmark_group("calibration");
+    // What the router does per judged request: scope, tier, buffer, and the
+    // merge + re-sort when the buffer is due (amortised).
+    group.bench_function("decide", |b| {
+        b.iter(|| {
+            k = k.wrapping_add(1);
+            let scope = policy.calibration_scope(black_box(&input));
+            let score = (k % 1000) as f32 / 1000.0;
+            let c = calibrator.calibrate(&config, &scope, score, black_box(&prompt));
+            if let Some(key) = &c.refresh {
+                let _ = ready(calibrator.refresh(key, &config));
+            }
+            black_box(c.difficulty)
+        })
+    });
+    group.bench_function("refresh_window_2000", |b| {
+        b.iter(|| {
+            k = k.wrapping_add(7919);
+            let score = (k % 1000) as f32 / 1000.0;
+            let _ = calibrator.calibrate(&config, &scope, score, &prompt);
+            black_box(ready(calibrator.refresh(&scope.key, &config)))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, calibration);
 criterion_main!(benches);

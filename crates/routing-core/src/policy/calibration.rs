@@ -560,10 +560,11 @@ impl Calibrator {
         }
         let entry = state.scopes.entry(scope.key.clone()).or_default();
         entry.last_used = tick;
-        entry.pending.push(key);
-        // A store that cannot be reached must not grow the buffer forever.
-        let excess = entry.pending.len().saturating_sub(config.window.max(1));
-        entry.pending.drain(..excess);
+        // While a merge is in flight (or the store cannot be reached) the
+        // buffer holds at most a window's worth; later scores are dropped.
+        if entry.pending.len() < config.window.max(1) {
+            entry.pending.push(key);
+        }
         let due = !entry.refreshing && entry.pending.len() >= config.recompute_every.max(1);
         Calibrated {
             difficulty: calibrated.0,

@@ -262,14 +262,14 @@ impl Policy {
     /// matches and sets `target_share`, else the tenant's own target, else
     /// `[calibration].target_share`.
     pub fn calibration_scope(&self, input: &SelectionInput) -> CalibrationScope {
-        let mut undecided = input.clone();
-        undecided.difficulty = None;
+        // A rule with a target share has no difficulty condition (the
+        // policy is refused otherwise), so the input's difficulty is moot.
         if let Some((rule, target)) = self
             .inner
             .rules
             .iter()
             .filter_map(|r| r.target_share.map(|t| (r, t)))
-            .find(|(r, _)| select::matches(r, &undecided))
+            .find(|(r, _)| select::matches(r, input))
         {
             return CalibrationScope {
                 key: ScopeKey::Rule(rule.name.clone()),
