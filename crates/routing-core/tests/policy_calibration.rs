@@ -2,6 +2,11 @@
 //! any score distribution, a cold start uses the static cut-offs, the
 //! `[calibration]` table is validated strictly, tenant windows are bounded
 //! and the cut-offs are monotone.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use std::future::Future;
 use std::pin::pin;
