@@ -32,6 +32,8 @@ mod run;
 mod server;
 mod signal;
 mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use body::{Body, BoxError, empty, full, streaming};
 pub use call_id::CALL_ID_HEADER;

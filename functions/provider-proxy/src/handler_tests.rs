@@ -1,67 +1,8 @@
 //! The provider-proxy handler in-process, against an Ollama emulator started
 //! in-process: real requests, no server of its own.
 
-use std::time::Instant;
-
-use bytes::Bytes;
-use faas_runtime::{Handler, RequestContext};
-use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt as _;
-use serde_json::Value;
-
-/// Calls `handler` with a real request, as the runtime would after reading
-/// the body; returns the status and the JSON body.
-async fn call(
-    handler: &impl Handler,
-    method: Method,
-    path: &str,
-    body: &str,
-) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Bytes::from(body.to_owned()))
-        .unwrap();
-    let cx = RequestContext {
-        call_id: "handler-test".to_owned(),
-        received_at: Instant::now(),
-    };
-    let response = handler.handle(request, cx).await;
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{status}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    (status, json)
-}
-
-/// Asserts an error answer: its status, a JSON error with a type, the
-/// field in `param` and a message that mentions `mentions`.
-fn assert_error(
-    answer: &(StatusCode, Value),
-    status: StatusCode,
-    param: Option<&str>,
-    mentions: &str,
-) {
-    let (got, body) = answer;
-    assert_eq!(*got, status, "{body}");
-    let error = &body["error"];
-    assert!(
-        error["type"].as_str().is_some_and(|t| !t.is_empty()),
-        "{body}"
-    );
-    assert!(
-        error["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(mentions)),
-        "{body}"
-    );
-    assert_eq!(error["param"].as_str(), param, "{body}");
-}
+use faas_runtime::testing::{assert_error, call};
+use http::{Method, StatusCode};
 
 use provider_emulator::{Emulator, EmulatorConfig, ProviderFlavor};
 
