@@ -5,7 +5,6 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{FinishReason, Message, Role, Usage};
-use crate::policy::{SelectionInput, estimate_tokens};
 use crate::task::{Difficulty, Task};
 
 /// Budget assumed when the caller declares none.
@@ -113,40 +112,6 @@ impl ValidRequest {
             .map(|m| m.content.as_str())
             .or_else(|| self.inputs.first().map(String::as_str))
             .unwrap_or("")
-    }
-
-    /// Estimated prompt tokens: the messages and the inputs to embed.
-    pub fn estimated_input_tokens(&self) -> u32 {
-        self.messages
-            .iter()
-            .map(|m| m.content.as_str())
-            .chain(self.inputs.iter().map(String::as_str))
-            .map(estimate_tokens)
-            .fold(0u32, u32::saturating_add)
-    }
-
-    /// What this request asks of the policy once its task is known: the
-    /// task served and, when classify was consulted, its difficulty and
-    /// confidence.
-    pub fn selection_input(
-        &self,
-        task: Task,
-        difficulty: Option<Difficulty>,
-        confidence: Option<f32>,
-    ) -> SelectionInput {
-        SelectionInput {
-            task,
-            difficulty,
-            confidence,
-            max_latency_ms: self.max_latency_ms,
-            private: self.private,
-            max_cost_usd: self.max_cost_usd,
-            quality_floor: self.quality,
-            input_tokens: self.estimated_input_tokens(),
-            max_output_tokens: self.max_tokens,
-            tenant: self.tenant.clone(),
-            pinned: self.pinned.clone(),
-        }
     }
 }
 
@@ -855,31 +820,6 @@ mod tests {
         let many = parse(r#"{"task":"embed","input":["a","b"]}"#).unwrap();
         assert_eq!(many.inputs, vec!["a", "b"]);
         assert_eq!(many.classification_text(), "a");
-    }
-
-    #[test]
-    fn a_valid_request_carries_its_constraints_into_selection() {
-        let req = parse(
-            r#"{"task":"generate","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello there"}],
-                "max_latency_ms":900,"private":true,"max_tokens":64,"tenant":"team-a",
-                "max_cost_usd":0.5,"quality":0.7,"model":"groq/llama"}"#,
-        )
-        .unwrap();
-        let input = req.selection_input(Task::Reason, Some(Difficulty::Hard), Some(0.25));
-        assert_eq!(input.task, Task::Reason);
-        assert_eq!(input.difficulty, Some(Difficulty::Hard));
-        assert_eq!(input.confidence, Some(0.25));
-        assert_eq!(input.max_latency_ms, 900);
-        assert!(input.private);
-        assert_eq!(input.max_output_tokens, Some(64));
-        assert_eq!(input.tenant.as_deref(), Some("team-a"));
-        assert_eq!(input.max_cost_usd, Some(0.5));
-        assert_eq!(input.quality_floor, Some(0.7));
-        assert_eq!(input.pinned.as_deref(), Some("groq/llama"));
-        // "be brief" is 2 tokens, "hello there" 3.
-        assert_eq!(input.input_tokens, 5);
-        let embed = parse(r#"{"task":"embed","input":["abcdefgh","x"]}"#).unwrap();
-        assert_eq!(embed.estimated_input_tokens(), 3);
     }
 
     /// `value` with a field no release knows, as a newer sender might add.

@@ -7,11 +7,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use routing_core::api::RouteRequest;
 use routing_core::chat::Locality;
 use routing_core::env::Env;
 use routing_core::policy::{
     BudgetStore, BudgetTracker, BudgetView, LiveStats, OnBudget, Policy, RejectReason,
-    SelectionInput, ServingFunction,
+    SelectionInput, ServingFunction, request_tokens,
 };
 use routing_core::pricing::Catalogue;
 use routing_core::{Difficulty, Task};
@@ -519,4 +520,30 @@ fn a_decision_serialises_for_the_explain_output() {
     assert!(models.iter().any(|m| m["id"] == "groq/llama-3.1-8b-instant"
         && m["price"]["input"] == 0.05
         && m["price"]["origin"] == "catalogue"));
+}
+
+#[test]
+fn a_valid_request_carries_its_constraints_into_selection() {
+    let req = RouteRequest::parse(
+        r#"{"task":"generate","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello there"}],
+            "max_latency_ms":900,"private":true,"max_tokens":64,"tenant":"team-a",
+            "max_cost_usd":0.5,"quality":0.7,"model":"groq/llama"}"#
+            .as_bytes(),
+    )
+    .unwrap();
+    let input = SelectionInput::for_request(&req, Task::Reason, Some(Difficulty::Hard), Some(0.25));
+    assert_eq!(input.task, Task::Reason);
+    assert_eq!(input.difficulty, Some(Difficulty::Hard));
+    assert_eq!(input.confidence, Some(0.25));
+    assert_eq!(input.max_latency_ms, 900);
+    assert!(input.private);
+    assert_eq!(input.max_output_tokens, Some(64));
+    assert_eq!(input.tenant.as_deref(), Some("team-a"));
+    assert_eq!(input.max_cost_usd, Some(0.5));
+    assert_eq!(input.quality_floor, Some(0.7));
+    assert_eq!(input.pinned.as_deref(), Some("groq/llama"));
+    // "be brief" is 2 tokens, "hello there" 3.
+    assert_eq!(input.input_tokens, 5);
+    let embed = RouteRequest::parse(br#"{"task":"embed","input":["abcdefgh","x"]}"#).unwrap();
+    assert_eq!(request_tokens(&embed), 3);
 }

@@ -290,7 +290,7 @@ impl Router {
             needs_strong,
             by,
         } = self.judge_task(&request, call, deadline).await;
-        let mut input = request.selection_input(task, difficulty, confidence);
+        let mut input = SelectionInput::for_request(&request, task, difficulty, confidence);
         let policy = self.policy.current();
         let calibration = match needs_strong {
             Some(score) => {

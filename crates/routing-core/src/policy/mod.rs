@@ -69,7 +69,7 @@ pub use schema::{
 };
 pub use select::{
     Candidate, Decision, Escalation, NoRoute, RejectReason, Rejection, SelectionInput,
-    estimate_tokens,
+    estimate_tokens, request_tokens,
 };
 pub use watch::{DEFAULT_RELOAD_SECS, PolicyWatcher, ReloadOutcome};
 

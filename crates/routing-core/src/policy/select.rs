@@ -12,7 +12,7 @@ use super::compile::Compiled;
 use super::escalation::EscalationCheck;
 use super::live::{BreakerState, LiveStats};
 use super::schema::{LatencyMiss, Rank, Rule, Weights};
-use crate::api::RouteExplanation;
+use crate::api::{RouteExplanation, ValidRequest};
 use crate::chat::Locality;
 use crate::task::{Difficulty, Task};
 
@@ -45,6 +45,30 @@ pub struct SelectionInput {
 }
 
 impl SelectionInput {
+    /// What `request` asks of the policy once its task is known: the task
+    /// served and, when classify was consulted, its difficulty and
+    /// confidence; the rest comes from the request itself.
+    pub fn for_request(
+        request: &ValidRequest,
+        task: Task,
+        difficulty: Option<Difficulty>,
+        confidence: Option<f32>,
+    ) -> Self {
+        Self {
+            task,
+            difficulty,
+            confidence,
+            max_latency_ms: request.max_latency_ms,
+            private: request.private,
+            max_cost_usd: request.max_cost_usd,
+            quality_floor: request.quality,
+            input_tokens: request_tokens(request),
+            max_output_tokens: request.max_tokens,
+            tenant: request.tenant.clone(),
+            pinned: request.pinned.clone(),
+        }
+    }
+
     /// A request for `task` with a latency budget and privacy flag; every
     /// other field unset.
     pub fn new(task: Task, max_latency_ms: u64, private: bool) -> Self {
@@ -62,6 +86,18 @@ impl SelectionInput {
             pinned: None,
         }
     }
+}
+
+/// Estimated prompt tokens of a request: its messages and the inputs to
+/// embed.
+pub fn request_tokens(request: &ValidRequest) -> u32 {
+    request
+        .messages
+        .iter()
+        .map(|m| m.content.as_str())
+        .chain(request.inputs.iter().map(String::as_str))
+        .map(estimate_tokens)
+        .fold(0u32, u32::saturating_add)
 }
 
 /// A rough token count for `text` (about four characters a token), for
