@@ -11,11 +11,11 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::{rfc3339, unix_secs};
 use crate::credentials::Credentials;
-use crate::faults::Fault;
-use crate::server::{
+use crate::exchange::{
     Call, EmuBody, Reply, cut_body, json as json_response, malformed, set_header, streaming,
     with_body,
 };
+use crate::faults::Fault;
 use crate::text::{Conversation, Finish, content_text};
 
 const SSE_TYPE: &str = "text/event-stream; charset=utf-8";

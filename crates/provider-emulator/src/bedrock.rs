@@ -15,11 +15,11 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::parse_amz_date;
 use crate::credentials::Credentials;
-use crate::faults::Fault;
-use crate::server::{
+use crate::exchange::{
     Call, EmuBody, Reply, cut_body, json as json_response, malformed, set_header, streaming,
     with_body,
 };
+use crate::faults::Fault;
 use crate::text::{Conversation, Finish, content_text, embed, estimate_tokens};
 
 const JSON_TYPE: &str = "application/json";

@@ -15,12 +15,12 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::{rfc3339, unix_secs};
 use crate::credentials::{Credentials, GOOGLE_TOKEN_URI};
-use crate::faults::Fault;
-use crate::flavor::ProviderFlavor;
-use crate::server::{
+use crate::exchange::{
     Call, EmuBody, Reply, Script, cut_body, form_pairs, json as json_response, lock, malformed,
     plain, set_header, streaming, with_body,
 };
+use crate::faults::Fault;
+use crate::flavor::ProviderFlavor;
 use crate::text::{Conversation, Finish, content_text, embed, estimate_tokens};
 
 const JSON_TYPE: &str = "application/json; charset=UTF-8";

@@ -31,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 mod error;
+mod exchange;
 pub mod faults;
 pub mod flavor;
 mod google;
@@ -48,10 +49,11 @@ pub use credentials::{
     AwsCredentials, ClientSecrets, Credentials, ServiceAccountPublic, TestServiceAccount,
 };
 pub use error::Error;
+pub use exchange::EmuBody;
 pub use faults::{Fault, FaultPlan, FaultRate};
 pub use flavor::ProviderFlavor;
 pub use latency::{Distribution, LatencyModel};
-pub use server::{ADMIN_PREFIX, EmuBody};
+pub use server::ADMIN_PREFIX;
 pub use stats::{RecordedRequest, StatsSnapshot};
 
 /// A running emulator of one provider.

@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::rfc3339_nanos_now;
 use crate::credentials::Credentials;
+use crate::exchange::{Call, Reply, cut_body, lock, malformed, plain, streaming, with_body};
 use crate::faults::Fault;
-use crate::server::{Call, Reply, cut_body, lock, malformed, plain, streaming, with_body};
 use crate::text::{Conversation, Finish, content_text, embed, estimate_tokens, fnv1a};
 
 /// The version `/api/version` reports.

@@ -13,12 +13,12 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::unix_secs;
 use crate::credentials::Credentials;
-use crate::faults::Fault;
-use crate::flavor::ProviderFlavor;
-use crate::server::{
+use crate::exchange::{
     Call, EmuBody, Reply, cut_body, json as json_response, lock, malformed, set_header, streaming,
     with_body,
 };
+use crate::faults::Fault;
+use crate::flavor::ProviderFlavor;
 use crate::text::{Conversation, Finish, content_text, embed, estimate_tokens};
 
 const SSE_TYPE: &str = "text/event-stream; charset=utf-8";
