@@ -1,5 +1,6 @@
 //! `Policy::select` over the built-in catalogue and a synthetic 200-model
-//! one; the calibrated tier decision beside it.
+//! one; the same with learned quality and the exploration draw; the
+//! calibrated tier decision beside it.
 #![expect(
     clippy::expect_used,
     missing_docs,
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use routing_core::policy::{
-    BudgetStore, BudgetTracker, BudgetView, Calibrator, LiveStats, Policy, SelectionInput,
+    ArmKey, BudgetStore, BudgetTracker, BudgetView, Calibrator, Learner, LearningContext,
+    LiveStats, Policy, SelectionInput,
 };
 use routing_core::{Difficulty, Task};
 
@@ -98,6 +100,42 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// Selection with learned quality for every model (each past
+/// `min_observations`), then the exploration draw, as llm-router runs it.
+fn learned(c: &mut Criterion) {
+    let tracker = BudgetTracker::new();
+    let now = std::time::SystemTime::now();
+    let policy = Policy::builtin().expect("valid built-in policy");
+    let live = LiveStats::new(policy.live_config());
+    let view = BudgetView::new(&tracker, now);
+    let learner = Learner::in_memory(1);
+    let mut group = c.benchmark_group("select_learned/builtin");
+    for (label, input) in inputs() {
+        let context = LearningContext::for_input(&input);
+        for (i, m) in policy.models().enumerate() {
+            let key = ArmKey {
+                model: m.id.clone(),
+                context,
+            };
+            for k in 0..40 {
+                let reward = if (i + k) % 3 == 0 { 0.0 } else { 1.0 };
+                ready(learner.learn(policy.learning(), None, &key, reward)).expect("learned");
+            }
+        }
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                let learned = ready(learner.view(&policy, &context)).expect("view");
+                let decision = policy.select_learned(black_box(&input), &live, &view, &learned);
+                if let Ok(mut d) = decision {
+                    learner.explore(policy.learning(), &input, &mut d, &learned, "call-id");
+                    black_box(d);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Drives a future that never waits (the in-memory window store's).
 fn ready<F: std::future::Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
@@ -156,5 +194,5 @@ fn calibration(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, calibration);
+criterion_group!(benches, bench, learned, calibration);
 criterion_main!(benches);

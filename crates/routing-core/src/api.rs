@@ -426,6 +426,38 @@ pub struct RouteExplanation {
     /// and where they came from; absent when no score was judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<CalibrationExplanation>,
+    /// The quality predicted for each model of the chain (primary first),
+    /// and whether it is the static prior or learned from feedback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predicted_quality: Vec<PredictedQuality>,
+    /// Whether this call explored: its primary is not the top-ranked
+    /// candidate but one the router wants to learn more about.
+    #[serde(default)]
+    pub explored: bool,
+}
+
+/// Where a predicted quality comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualitySource {
+    /// The policy's static per-tier quality.
+    #[default]
+    Prior,
+    /// Learned from feedback (the prior blended with observed rewards).
+    Learned,
+}
+
+/// One candidate's predicted quality.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictedQuality {
+    /// Catalogue model id.
+    pub model: String,
+    /// Predicted quality in `[0, 1]`.
+    pub quality: f32,
+    /// `prior` or `learned`.
+    pub source: QualitySource,
+    /// Feedback observations of this model in this request's context.
+    pub observations: u64,
 }
 
 /// The operating point a request's difficulty tier was cut at.

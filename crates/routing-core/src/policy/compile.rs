@@ -10,6 +10,7 @@ use super::catalogue::{
     LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, ServingFunction, Tiers,
 };
 use super::escalation::EscalationCheck;
+use super::learning::LearningConfig;
 use super::live::LiveConfig;
 use super::schema::{
     BudgetPolicy, DifficultyWeights, Escalate, ModelFile, POLICY_VERSION, PolicyFile, Rank, Rule,
@@ -185,6 +186,7 @@ pub(crate) struct Compiled {
     pub budgets: BudgetPolicy,
     pub escalation: BTreeMap<String, EscalationCheck>,
     pub calibration: CalibrationConfig,
+    pub learning: LearningConfig,
 }
 
 impl Compiled {
@@ -263,6 +265,7 @@ pub(crate) fn compile(
     let rule_candidates = compile_rules(c, &root.key("rule"), &file.rule, &catalogue, &escalation)?;
     check_budgets(c, &root.key("budgets"), &file.budgets)?;
     check_calibration(c, &root.key("calibration"), &file.calibration)?;
+    check_learning(c, &root.key("learning"), &file.learning)?;
     Ok(Compiled {
         origin: origin.to_owned(),
         models: catalogue.models,
@@ -276,6 +279,7 @@ pub(crate) fn compile(
         budgets: file.budgets,
         escalation,
         calibration: file.calibration,
+        learning: file.learning,
     })
 }
 
@@ -911,6 +915,50 @@ fn check_calibration(
             ));
         }
         check_target_share(c, &tp.key("target_share"), &t.target_share)?;
+    }
+    Ok(())
+}
+
+/// `[learning]`.
+fn check_learning(
+    c: &Checker<'_>,
+    lp: &FieldPath,
+    learning: &LearningConfig,
+) -> Result<(), PolicyError> {
+    let share = learning.explore_share;
+    if !(share.is_finite() && (0.0..=0.5).contains(&share)) {
+        return Err(c.error(
+            &lp.key("explore_share"),
+            format!("must be between 0 and 0.5, not {share}"),
+        ));
+    }
+    if !non_negative(learning.explore_max_cost_usd) {
+        return Err(c.error(
+            &lp.key("explore_max_cost_usd"),
+            format!(
+                "must be a finite number >= 0, not {}",
+                learning.explore_max_cost_usd
+            ),
+        ));
+    }
+    if !(learning.prior_weight.is_finite() && learning.prior_weight > 0.0) {
+        return Err(c.error(
+            &lp.key("prior_weight"),
+            format!(
+                "must be a finite number above 0, not {}",
+                learning.prior_weight
+            ),
+        ));
+    }
+    let mut tenants = HashSet::new();
+    for (i, t) in learning.frozen_tenants.iter().enumerate() {
+        let tp = lp.key("frozen_tenants").index(i);
+        if t.trim().is_empty() {
+            return Err(c.error(&tp, "tenant is empty"));
+        }
+        if !tenants.insert(t.as_str()) {
+            return Err(c.error(&tp, format!("tenant {t:?} is listed twice")));
+        }
     }
     Ok(())
 }

@@ -40,6 +40,7 @@ mod calibration;
 mod catalogue;
 mod compile;
 mod escalation;
+mod learning;
 mod live;
 mod schema;
 mod select;
@@ -62,6 +63,10 @@ pub use catalogue::{
 };
 pub use compile::PolicyError;
 pub use escalation::{EscalationCheck, EscalationReason, needs_escalation};
+pub use learning::{
+    ArmKey, ArmStats, ArmStore, Learned, Learner, LearningConfig, LearningContext, MemoryArms,
+    Prediction, Rng, explore,
+};
 pub use live::{BreakerState, Clock, LiveConfig, LiveLatency, LiveStats, ManualClock, SystemClock};
 pub use schema::{
     BudgetPolicy, DifficultyWeights, DowngradeConfig, Escalate, LatencyMiss, OutputTokens,
@@ -204,7 +209,19 @@ impl Policy {
         live: &LiveStats,
         budgets: &BudgetView<'_>,
     ) -> Result<Decision, NoRoute> {
-        select::select(&self.inner, input, live, budgets)
+        select::select(&self.inner, input, live, budgets, &Learned::default())
+    }
+
+    /// Picks the primary model and fallbacks for a request, each model's
+    /// quality predicted from what was `learned` (see [`Learner::view`]).
+    pub fn select_learned(
+        &self,
+        input: &SelectionInput,
+        live: &LiveStats,
+        budgets: &BudgetView<'_>,
+        learned: &Learned,
+    ) -> Result<Decision, NoRoute> {
+        select::select(&self.inner, input, live, budgets, learned)
     }
 
     /// Every catalogue model, in file order (for `GET /v1/models`).
@@ -291,6 +308,11 @@ impl Policy {
             key: ScopeKey::Global,
             target: cal.target_share,
         }
+    }
+
+    /// The `[learning]` settings.
+    pub fn learning(&self) -> &LearningConfig {
+        &self.inner.learning
     }
 
     /// An escalation check by name (`default` is always defined).

@@ -9,6 +9,7 @@ use super::budget::{BudgetLimit, OnBudget};
 use super::calibration::{CalibrationConfig, TargetShare};
 use super::catalogue::{ServingFunction, Tiers};
 use super::escalation::EscalationCheck;
+use super::learning::LearningConfig;
 use super::live::LiveConfig;
 use crate::chat::Locality;
 use crate::task::{Difficulty, Task};
@@ -398,6 +399,8 @@ pub(super) struct PolicyFile {
     pub(super) escalation: BTreeMap<String, EscalationCheck>,
     #[serde(default)]
     pub(super) calibration: CalibrationConfig,
+    #[serde(default)]
+    pub(super) learning: LearningConfig,
     pub(super) model: Vec<ModelFile>,
     pub(super) rule: Vec<Rule>,
 }

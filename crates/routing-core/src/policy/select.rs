@@ -10,9 +10,10 @@ use super::budget::{BudgetAction, BudgetLevel, BudgetView, OnBudget, Period};
 use super::catalogue::ModelEntry;
 use super::compile::Compiled;
 use super::escalation::EscalationCheck;
+use super::learning::Learned;
 use super::live::{BreakerState, LiveStats};
 use super::schema::{LatencyMiss, Rank, Rule, Weights};
-use crate::api::{RouteExplanation, ValidRequest};
+use crate::api::{PredictedQuality, QualitySource, RouteExplanation, ValidRequest};
 use crate::chat::Locality;
 use crate::task::{Difficulty, Task};
 
@@ -137,8 +138,15 @@ pub struct Candidate {
     pub live_latency: bool,
     /// Expected cost in USD.
     pub expected_cost_usd: f64,
-    /// Expected quality in `[0, 1]`.
+    /// Expected quality in `[0, 1]`: the learned prediction once enough
+    /// feedback was observed, else the static prior.
     pub quality: f32,
+    /// The policy's static quality for this request.
+    pub prior_quality: f32,
+    /// Where `quality` comes from.
+    pub quality_source: QualitySource,
+    /// Feedback observations of this model in this request's context.
+    pub observations: u64,
     /// The ranking score (higher is better).
     pub score: f64,
 }
@@ -291,6 +299,9 @@ pub struct Decision {
     /// Cheap-first escalation, when the rule asks for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation: Option<Escalation>,
+    /// The primary is an exploration (see [`super::explore`]), not the
+    /// top-ranked candidate.
+    pub explored: bool,
 }
 
 impl Decision {
@@ -311,6 +322,16 @@ impl Decision {
                 .budget
                 .as_ref()
                 .and_then(|b| serde_json::to_value(b).ok()),
+            predicted_quality: self
+                .chain()
+                .map(|c| PredictedQuality {
+                    model: c.model.id.clone(),
+                    quality: c.quality,
+                    source: c.quality_source,
+                    observations: c.observations,
+                })
+                .collect(),
+            explored: self.explored,
             ..RouteExplanation::default()
         }
     }
@@ -344,6 +365,7 @@ struct Ctx<'a> {
     p: &'a Compiled,
     input: &'a SelectionInput,
     live: &'a LiveStats,
+    learned: &'a Learned,
     output_tokens: u32,
     floor: f32,
     /// Downgrade ranking and cost cap, when a budget asks for it.
@@ -361,6 +383,9 @@ struct Ctx<'a> {
 struct Base {
     cost: f64,
     quality: f32,
+    prior_quality: f32,
+    source: QualitySource,
+    observations: u64,
     /// The latency the budget is checked against (percentile or prior).
     budget_ms: f64,
     /// The latency scored (EWMA or prior).
@@ -442,12 +467,13 @@ impl Ctx<'_> {
                 });
             }
         }
-        let quality = m.quality.expected(
+        let prior_quality = m.quality.expected(
             input.task,
             input.difficulty,
             self.p.selection.unknown_difficulty,
             input.confidence,
         );
+        let predicted = self.learned.predict(&m.id, prior_quality);
         let (budget_ms, scoring_ms) = match live {
             Some(l) => (l.percentile_ms, l.ewma_ms),
             None => {
@@ -457,7 +483,10 @@ impl Ctx<'_> {
         };
         Ok(Base {
             cost,
-            quality,
+            quality: predicted.quality,
+            prior_quality,
+            source: predicted.source,
+            observations: predicted.observations,
             budget_ms,
             scoring_ms,
             live: live.is_some(),
@@ -492,6 +521,9 @@ impl Ctx<'_> {
             live_latency: base.live,
             expected_cost_usd: base.cost,
             quality: base.quality,
+            prior_quality: base.prior_quality,
+            quality_source: base.source,
+            observations: base.observations,
             score,
         };
         if base.budget_ms > self.input.max_latency_ms as f64 {
@@ -729,6 +761,7 @@ pub(crate) fn select(
     input: &SelectionInput,
     live: &LiveStats,
     budgets: &BudgetView<'_>,
+    learned: &Learned,
 ) -> Result<Decision, NoRoute> {
     let output_tokens = input
         .max_output_tokens
@@ -742,6 +775,7 @@ pub(crate) fn select(
         p,
         input,
         live,
+        learned,
         output_tokens,
         floor,
         downgrade: gate.downgrade,
@@ -812,6 +846,7 @@ impl Ctx<'_> {
             latency_relaxed: relaxed,
             budget,
             escalation: None,
+            explored: false,
         })
     }
 
@@ -857,6 +892,7 @@ impl Ctx<'_> {
                     latency_relaxed: relaxed,
                     budget,
                     escalation,
+                    explored: false,
                 });
             }
         }
