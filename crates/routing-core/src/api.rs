@@ -460,6 +460,118 @@ pub struct PredictedQuality {
     pub observations: u64,
 }
 
+/// Thumbs up or down on an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Thumbs {
+    /// A good answer (reward 1).
+    Up,
+    /// A bad answer (reward 0).
+    Down,
+}
+
+/// `POST /feedback` as the caller sends it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// The routed call's id (`X-Call-Id`, or `id` of the answer).
+    #[serde(default)]
+    pub call_id: String,
+    /// How good the answer was, in `[0, 1]`.
+    #[serde(default)]
+    pub score: Option<f64>,
+    /// Thumbs up or down, instead of `score`.
+    #[serde(default)]
+    pub thumbs: Option<Thumbs>,
+    /// The catalogue id of the model the caller would have preferred.
+    #[serde(default)]
+    pub preferred_model: Option<String>,
+    /// The tenant the call was made for; must match the call's.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// A checked feedback request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidFeedback {
+    /// The routed call's id.
+    pub call_id: String,
+    /// The reward in `[0, 1]` (thumbs up 1, down 0).
+    pub reward: f64,
+    /// The catalogue id the caller would have preferred (not yet checked
+    /// against the catalogue).
+    pub preferred_model: Option<String>,
+    /// The tenant the feedback speaks for.
+    pub tenant: Option<String>,
+}
+
+impl FeedbackRequest {
+    /// Parses and checks a feedback body: exactly one of `score` (in
+    /// `[0, 1]`) and `thumbs`, a non-empty `call_id`; unknown fields are
+    /// refused, naming the field.
+    pub fn parse(body: &[u8]) -> Result<ValidFeedback, InvalidRequest> {
+        parse_json::<FeedbackRequest>(body)?.validate()
+    }
+
+    /// Checks every field.
+    pub fn validate(self) -> Result<ValidFeedback, InvalidRequest> {
+        let invalid = |param: &str, message: String| InvalidRequest {
+            param: Some(param.to_owned()),
+            message,
+        };
+        if self.call_id.trim().is_empty() {
+            return Err(invalid(
+                "call_id",
+                "call_id is required: the routed call's X-Call-Id".to_owned(),
+            ));
+        }
+        let reward = match (self.score, self.thumbs) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "score",
+                    "give either score or thumbs, not both".to_owned(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "score",
+                    "one of score (0..1) or thumbs (up/down) is required".to_owned(),
+                ));
+            }
+            (Some(score), None) => {
+                if !(score.is_finite() && (0.0..=1.0).contains(&score)) {
+                    return Err(invalid(
+                        "score",
+                        format!("score must be between 0 and 1, not {score}"),
+                    ));
+                }
+                score
+            }
+            (None, Some(Thumbs::Up)) => 1.0,
+            (None, Some(Thumbs::Down)) => 0.0,
+        };
+        if self
+            .preferred_model
+            .as_deref()
+            .is_some_and(|m| m.trim().is_empty())
+        {
+            return Err(invalid(
+                "preferred_model",
+                "preferred_model is empty".to_owned(),
+            ));
+        }
+        if self.tenant.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(invalid("tenant", "tenant is empty".to_owned()));
+        }
+        Ok(ValidFeedback {
+            call_id: self.call_id,
+            reward,
+            preferred_model: self.preferred_model,
+            tenant: self.tenant,
+        })
+    }
+}
+
 /// The operating point a request's difficulty tier was cut at.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationExplanation {

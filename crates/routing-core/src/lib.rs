@@ -7,7 +7,8 @@
 //! - [`chat`]: the provider-neutral chat and embedding vocabulary (messages,
 //!   usage, finish reasons, locality).
 //! - [`api`]: wire types of the router and of the calls between functions.
-//! - [`policy`]: route selection.
+//! - [`policy`]: route selection, and learning from feedback.
+//! - [`calls`]: what feedback on a routed call needs, kept per call id.
 //! - [`classifier`]: the trained task/difficulty classifier.
 //! - [`pricing`]: the price catalogue and cost from usage.
 //! - [`env`]: configuration from environment variables.
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod calls;
 pub mod chat;
 pub mod classifier;
 pub mod env;
