@@ -151,6 +151,8 @@ impl Fleet {
             ("RUST_LOG".to_owned(), "info".to_owned()),
             ("healthcheck_interval".to_owned(), "1s".to_owned()),
             ("write_timeout".to_owned(), "10s".to_owned()),
+            // Routes are deterministic unless a test asks for exploration.
+            ("LEARNING_EXPLORE_SHARE".to_owned(), "0".to_owned()),
         ]);
         for (name, _, variable) in OTHER_PROVIDERS {
             env_overrides.insert(variable.to_owned(), others[name].base_url());

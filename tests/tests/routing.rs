@@ -112,6 +112,11 @@ async fn a_truncated_cheap_answer_is_escalated_and_recorded() {
         metrics.contains(r#"llm_router_escalations_total{reason="truncated"} 1"#),
         "{metrics}"
     );
+    // The cheap model's failed answer is an implicit, negative outcome.
+    assert!(
+        metrics.contains(r#"llm_router_feedback_total{kind="implicit",outcome="negative"} 1"#),
+        "{metrics}"
+    );
     fleet.stop().await;
 }
 
@@ -384,5 +389,126 @@ async fn tiers_are_cut_at_the_window_quantiles_once_it_fills() {
         .await
         .unwrap();
     assert!(declared["route"].get("calibration").is_none(), "{declared}");
+    fleet.stop().await;
+}
+
+async fn feedback(fleet: &Fleet, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let response = fleet
+        .http
+        .post(fleet.url("llm-router", path))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_on_a_routed_call_is_learned_and_counted() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let before = metrics(&fleet).await;
+    for series in [
+        r#"llm_router_feedback_total{kind="explicit",outcome="positive"}"#,
+        r#"llm_router_feedback_total{kind="implicit",outcome="negative"}"#,
+        "llm_router_explorations_total",
+    ] {
+        assert_eq!(sample(&before, series), 0.0, "{series}");
+    }
+
+    // A native call: its explanation shows each candidate's predicted
+    // quality and whether the call explored.
+    let answer = fleet
+        .route(json!({"task":"generate","difficulty":"simple","prompt":"Say hi.","tenant":"acme"}))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let call_id = answer.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        answer.headers["x-call-id"].to_str().unwrap(),
+        call_id,
+        "the answer's id is its call id"
+    );
+    let route = &answer.json["route"];
+    assert_eq!(route["explored"], false, "{route}");
+    let predicted = route["predicted_quality"].as_array().unwrap();
+    assert_eq!(predicted[0]["model"], route["model"], "{route}");
+    assert_eq!(predicted[0]["source"], "prior", "{route}");
+
+    // Someone else's call, then an unknown one.
+    let (status, body) = feedback(
+        &fleet,
+        "/feedback",
+        json!({"call_id": call_id, "thumbs": "up", "tenant": "globex"}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["param"], "tenant", "{body}");
+    let (status, body) = feedback(
+        &fleet,
+        "/feedback",
+        json!({"call_id": "no-such-call", "thumbs": "up", "tenant": "acme"}),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    let (status, body) = feedback(
+        &fleet,
+        "/feedback",
+        json!({"call_id": call_id, "thumbs": "up", "tenant": "acme"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], route["model"], "{body}");
+    assert_eq!(body["learned"], true, "{body}");
+    assert_eq!(body["observations"], 1, "{body}");
+    let (status, _) = feedback(
+        &fleet,
+        "/feedback",
+        json!({"call_id": call_id, "thumbs": "down", "tenant": "acme"}),
+    )
+    .await;
+    assert_eq!(status, 409, "a call takes one feedback");
+
+    // The OpenAI-compatible path: the completion's id carries the call id.
+    let completion = fleet
+        .http
+        .post(fleet.url("llm-router", "/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("x-route-task", "generate")
+        .body(json!({"model":"auto","messages":[{"role":"user","content":"Say hi."}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(completion.status(), 200);
+    let call_id = completion.headers()["x-call-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = feedback(
+        &fleet,
+        "/v1/feedback",
+        json!({"call_id": call_id, "score": 0.2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reward"], 0.2, "{body}");
+
+    let after = metrics(&fleet).await;
+    assert_eq!(
+        sample(
+            &after,
+            r#"llm_router_feedback_total{kind="explicit",outcome="positive"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            r#"llm_router_feedback_total{kind="explicit",outcome="negative"}"#
+        ),
+        1.0
+    );
+    assert_eq!(sample(&after, "llm_router_explorations_total"), 0.0);
     fleet.stop().await;
 }

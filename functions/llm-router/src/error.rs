@@ -3,6 +3,7 @@
 use gateway_client::InvokeError;
 use http::StatusCode;
 use routing_core::api::{ErrorDetail, InvalidRequest};
+use routing_core::calls::ClaimError;
 use routing_core::policy::{NoRoute, Rejection};
 use serde::Serialize;
 
@@ -37,6 +38,9 @@ pub(crate) enum RouterError {
     /// No model may serve the request (privacy, budget, constraints).
     #[error(transparent)]
     NoRoute(Box<NoRoute>),
+    /// Feedback cannot be taken for the call.
+    #[error(transparent)]
+    Feedback(routing_core::calls::ClaimError),
     /// The path or method is not served.
     #[error("{method} {path} is not served; POST / with a routing request")]
     NotFound {
@@ -84,6 +88,12 @@ impl RouterError {
             RouterError::NoRoute(e) => {
                 StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
             }
+            RouterError::Feedback(e) => match e {
+                ClaimError::Unknown(_) => StatusCode::NOT_FOUND,
+                ClaimError::OtherTenant(_) => StatusCode::FORBIDDEN,
+                ClaimError::AlreadyRated(_) => StatusCode::CONFLICT,
+                ClaimError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
             RouterError::NotFound { .. } => StatusCode::NOT_FOUND,
         }
     }
@@ -111,6 +121,18 @@ impl RouterError {
                     e.message.clone(),
                 )
             },
+            RouterError::Feedback(e) => {
+                let (kind, param) = match e {
+                    ClaimError::Unknown(_) => ("not_found", "call_id"),
+                    ClaimError::OtherTenant(_) => ("permission_error", "tenant"),
+                    ClaimError::AlreadyRated(_) => ("conflict", "call_id"),
+                    ClaimError::Store(_) => ("unavailable", "call_id"),
+                };
+                ErrorDetail {
+                    param: Some(param.to_owned()),
+                    ..simple(kind)
+                }
+            }
             RouterError::NotFound { .. } => simple("not_found"),
         }
     }
@@ -139,6 +161,12 @@ impl RouterError {
                 InvokeError::Decode { .. } => "decode",
             },
             RouterError::NoRoute(_) => "no_route",
+            RouterError::Feedback(e) => match e {
+                ClaimError::Unknown(_) => "unknown_call",
+                ClaimError::OtherTenant(_) => "other_tenant",
+                ClaimError::AlreadyRated(_) => "already_rated",
+                ClaimError::Store(_) => "call_records_unavailable",
+            },
             RouterError::NotFound { .. } => "not_found",
         }
     }

@@ -11,7 +11,8 @@ use futures_util::StreamExt;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use routing_core::Task;
 use routing_core::api::{
-    InvalidRequest, ProxyStreamEvent, RouteExplanation, RouteRequest, RouteResponse, parse_json,
+    FeedbackRequest, InvalidRequest, ProxyStreamEvent, RouteExplanation, RouteRequest,
+    RouteResponse, parse_json,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -44,7 +45,8 @@ impl RouterHandler {
 
     async fn native(&self, body: &[u8], call: &Call<'_>) -> Result<Response<Body>, RouterError> {
         let request = RouteRequest::parse(body)?;
-        let plan = self.router.plan(request, call).await?;
+        let mut plan = self.router.plan(request, call).await?;
+        self.router.explore(&mut plan, call);
         if plan.request.stream {
             return self.stream(plan, call, Framing::Native).await;
         }
@@ -87,7 +89,8 @@ impl RouterHandler {
             }
             .into());
         }
-        let plan = self.router.plan(valid, call).await?;
+        let mut plan = self.router.plan(valid, call).await?;
+        self.router.explore(&mut plan, call);
         if plan.request.stream {
             return self
                 .stream(plan, call, Framing::OpenAi { include_usage })
@@ -121,12 +124,27 @@ impl RouterHandler {
             }
         };
         let valid = request.into_route_request().validate()?;
-        let plan = self.router.plan(valid, call).await?;
+        let mut plan = self.router.plan(valid, call).await?;
+        self.router.explore(&mut plan, call);
         let answer = self.router.execute(plan, call).await?;
         Ok(json_response(
             StatusCode::OK,
             &openai::embeddings(&answer, base64, route_extension(&answer)),
         ))
+    }
+
+    /// `POST /feedback`: a score or thumbs for a routed call.
+    async fn feedback(&self, body: &[u8]) -> Result<Response<Body>, RouterError> {
+        let feedback = FeedbackRequest::parse(body)?;
+        let learnt = self.router.feedback(feedback).await?;
+        tracing::info!(
+            call_id = %learnt.call_id,
+            model = %learnt.model,
+            reward = learnt.reward,
+            learned = learnt.learned,
+            "feedback"
+        );
+        Ok(json_response(StatusCode::OK, &learnt))
     }
 
     fn models(&self) -> Response<Body> {
@@ -159,6 +177,9 @@ impl RouterHandler {
         framing: Framing,
     ) -> Result<Response<Body>, RouterError> {
         let routed = self.router.execute_stream(&plan, call).await?;
+        self.router
+            .remember(&plan, call, &routed.explanation, &routed.model.id)
+            .await;
         let (tx, rx) = mpsc::channel::<Bytes>(16);
         let router = Arc::clone(&self.router);
         let id = call.id.to_owned();
@@ -271,13 +292,15 @@ impl Handler for RouterHandler {
                 self.embeddings(req.headers(), req.body(), &call).await
             }
             (&Method::GET, "/v1/models") => Ok(self.models()),
+            (&Method::POST, "/feedback" | "/v1/feedback") => self.feedback(req.body()).await,
             (&Method::GET, "/") => Ok(json_response(
                 StatusCode::OK,
                 &json!({
                     "function": "llm-router",
                     "version": env!("CARGO_PKG_VERSION"),
                     "endpoints": ["POST /", "POST /dry-run", "POST /v1/chat/completions",
-                                  "POST /v1/embeddings", "GET /v1/models"],
+                                  "POST /v1/embeddings", "GET /v1/models",
+                                  "POST /feedback", "POST /v1/feedback"],
                 }),
             )),
             (method, path) => Err(RouterError::NotFound {

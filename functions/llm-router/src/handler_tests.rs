@@ -113,3 +113,129 @@ async fn other_paths_and_methods_are_404() {
         assert_error(&answer, StatusCode::NOT_FOUND, None, path);
     }
 }
+
+/// The handler with one recorded call, `known`, made for tenant `acme`.
+async fn handler_with_a_call() -> crate::handler::RouterHandler {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let env = routing_core::env::Env::from_pairs([("OPENFAAS_GATEWAY_URL", gateway.as_str())]);
+    let router = crate::router::Router::new(&env, &prometheus::Registry::new()).unwrap();
+    let model = router.policy().models().next().unwrap().id.clone();
+    router
+        .record(routing_core::calls::CallRecord {
+            call_id: "known".to_owned(),
+            tenant: Some("acme".to_owned()),
+            model: model.clone(),
+            tier: Some(routing_core::Difficulty::Simple),
+            candidates: vec![model],
+            context: routing_core::policy::LearningContext {
+                task: routing_core::Task::Generate,
+                tier: Some(routing_core::Difficulty::Simple),
+                length: 0,
+            },
+            explored: false,
+            private: false,
+        })
+        .await;
+    crate::handler::RouterHandler::new(router)
+}
+
+#[tokio::test]
+async fn bad_feedback_is_400_naming_the_field() {
+    let handler = handler_with_a_call().await;
+    for path in ["/feedback", "/v1/feedback"] {
+        for (body, param, mentions) in [
+            (
+                r#"{"call_id":"known","score":1.5,"tenant":"acme"}"#,
+                Some("score"),
+                "between 0 and 1",
+            ),
+            (
+                r#"{"call_id":"known","score":-0.1,"tenant":"acme"}"#,
+                Some("score"),
+                "between 0 and 1",
+            ),
+            (
+                r#"{"call_id":"known","tenant":"acme"}"#,
+                Some("score"),
+                "required",
+            ),
+            (
+                r#"{"call_id":"known","score":1,"thumbs":"up","tenant":"acme"}"#,
+                Some("score"),
+                "not both",
+            ),
+            (
+                r#"{"call_id":"known","thumbs":"sideways","tenant":"acme"}"#,
+                Some("thumbs"),
+                "sideways",
+            ),
+            (
+                r#"{"call_id":"known","score":1,"stars":5,"tenant":"acme"}"#,
+                Some("stars"),
+                "stars",
+            ),
+            (r#"{"score":1}"#, Some("call_id"), "call_id"),
+            (
+                r#"{"call_id":"known","score":1,"preferred_model":"nope/none","tenant":"acme"}"#,
+                Some("preferred_model"),
+                "not in the catalogue",
+            ),
+        ] {
+            let answer = call(&handler, Method::POST, path, body).await;
+            assert_error(&answer, StatusCode::BAD_REQUEST, param, mentions);
+        }
+    }
+}
+
+#[tokio::test]
+async fn feedback_statuses_follow_the_call() {
+    let handler = handler_with_a_call().await;
+    let unknown = call(
+        &handler,
+        Method::POST,
+        "/feedback",
+        r#"{"call_id":"never-routed","thumbs":"up","tenant":"acme"}"#,
+    )
+    .await;
+    assert_error(
+        &unknown,
+        StatusCode::NOT_FOUND,
+        Some("call_id"),
+        "never-routed",
+    );
+    for other in [
+        r#"{"call_id":"known","thumbs":"up","tenant":"globex"}"#,
+        r#"{"call_id":"known","thumbs":"up"}"#,
+    ] {
+        let answer = call(&handler, Method::POST, "/feedback", other).await;
+        assert_error(
+            &answer,
+            StatusCode::FORBIDDEN,
+            Some("tenant"),
+            "another tenant",
+        );
+    }
+    let (status, body) = call(
+        &handler,
+        Method::POST,
+        "/v1/feedback",
+        r#"{"call_id":"known","score":0.25,"tenant":"acme"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["learned"], true, "{body}");
+    assert_eq!(body["reward"], 0.25, "{body}");
+    assert_eq!(body["observations"], 1, "{body}");
+    let again = call(
+        &handler,
+        Method::POST,
+        "/feedback",
+        r#"{"call_id":"known","thumbs":"down","tenant":"acme"}"#,
+    )
+    .await;
+    assert_error(&again, StatusCode::CONFLICT, Some("call_id"), "already");
+}

@@ -8,17 +8,25 @@ use std::time::{Duration, SystemTime};
 
 use faas_runtime::register_metric;
 use gateway_client::{EventStream, FunctionClient, InvokeError};
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+use routing_core::api::ValidFeedback;
 use routing_core::api::{
     Attempt, CalibrationExplanation, ClassifyRequest, ClassifyResponse, EmbedFunctionRequest,
     EmbedFunctionResponse, Escalated, ProxyRequest, ProxyResponse, RouteExplanation, RouteResponse,
     ValidRequest,
 };
+use routing_core::calls::{
+    CallRecord, CallRecords, DEFAULT_CALL_RECORDS_CAPACITY, DEFAULT_CALL_RECORDS_TTL_SECS,
+    ENV_CALL_RECORDS_CAPACITY, ENV_CALL_RECORDS_TTL_SECS, MemoryCallRecords,
+};
 use routing_core::chat::{FinishReason, Usage};
 use routing_core::env::Env;
 use routing_core::policy::{
-    BudgetStore, BudgetTracker, BudgetView, CalibrationScope, Calibrator, Decision, LiveStats,
-    ModelEntry, Policy, PolicyWatcher, ScopeKey, SelectionInput, ServingFunction, needs_escalation,
+    ArmKey, BudgetStore, BudgetTracker, BudgetView, CalibrationScope, Calibrator, Decision,
+    Learned, Learner, LearningConfig, LearningContext, LiveStats, ModelEntry, Policy,
+    PolicyWatcher, ScopeKey, SelectionInput, ServingFunction, needs_escalation,
 };
 use routing_core::{Difficulty, Task, classifier};
 use tokio::time::Instant;
@@ -28,6 +36,12 @@ use crate::error::RouterError;
 /// `CLASSIFY_TIMEOUT_MS`: the most time spent asking classify.
 pub(crate) const ENV_CLASSIFY_TIMEOUT_MS: &str = "CLASSIFY_TIMEOUT_MS";
 const DEFAULT_CLASSIFY_TIMEOUT_MS: u64 = 100;
+/// `LEARNING_SEED`: seeds exploration (with each call id), for
+/// reproducible runs.
+pub(crate) const ENV_LEARNING_SEED: &str = "LEARNING_SEED";
+/// `LEARNING_EXPLORE_SHARE`: overrides the policy's
+/// `[learning].explore_share` (0 stops exploring without a policy change).
+pub(crate) const ENV_LEARNING_EXPLORE_SHARE: &str = "LEARNING_EXPLORE_SHARE";
 /// Time kept back from provider-proxy's deadline so that it, not the router,
 /// reports a provider timeout.
 const PROXY_MARGIN: Duration = Duration::from_millis(10);
@@ -45,6 +59,37 @@ pub(crate) struct Router {
     escalations: IntCounterVec,
     calibrator: Calibrator,
     calibration: CalibrationGauges,
+    learner: Learner,
+    explore_share: Option<f64>,
+    calls: Box<dyn CallRecords>,
+    feedback: IntCounterVec,
+    explorations: IntCounter,
+}
+
+/// What one feedback taught.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Learnt {
+    /// The call.
+    pub call_id: String,
+    /// The model that answered it (the arm rewarded).
+    pub model: String,
+    /// The context it was rewarded in.
+    pub context: LearningContext,
+    /// The reward in `[0, 1]`.
+    pub reward: f64,
+    /// Whether the reward was learned (not when learning is disabled or
+    /// the tenant frozen).
+    pub learned: bool,
+    /// Observations of the arm in this context after the feedback.
+    pub observations: u64,
+    /// The arm's predicted quality in this context after the feedback.
+    pub predicted_quality: f32,
+    /// `prior` or `learned`.
+    pub source: routing_core::api::QualitySource,
+    /// The model the caller would have preferred (recorded, not learned:
+    /// only the served model's outcome is observed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_model: Option<String>,
 }
 
 /// The global window's operating point, as gauges, and the tiers decided.
@@ -141,6 +186,10 @@ pub(crate) struct Plan {
     pub calibration: Option<CalibrationExplanation>,
     /// The policy's decision.
     pub decision: Decision,
+    /// The selection input the decision was taken for.
+    pub input: SelectionInput,
+    /// What the bandit knew of this request's context.
+    pub learned: Learned,
     /// When the caller's latency budget runs out.
     pub deadline: Instant,
 }
@@ -245,6 +294,45 @@ impl Router {
             ),
         )
         .map_err(|e| e.to_string())?;
+        let feedback = counter(
+            "llm_router_feedback_total",
+            "Feedback on routed calls: explicit (POST /feedback) or implicit (a fallback or an \
+             escalation), by outcome (positive, negative, or ignored when not learned).",
+            &["kind", "outcome"],
+        )?;
+        for kind in ["explicit", "implicit"] {
+            for outcome in ["positive", "negative", "ignored"] {
+                feedback.with_label_values(&[kind, outcome]);
+            }
+        }
+        let explorations = register_metric(
+            registry,
+            IntCounter::new(
+                "llm_router_explorations_total",
+                "Calls routed to a candidate other than the top-ranked one, to learn about it.",
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let capacity = env
+            .parse_or(ENV_CALL_RECORDS_CAPACITY, DEFAULT_CALL_RECORDS_CAPACITY)
+            .map_err(|e| e.to_string())?;
+        let ttl_secs = env
+            .parse_or(ENV_CALL_RECORDS_TTL_SECS, DEFAULT_CALL_RECORDS_TTL_SECS)
+            .map_err(|e| e.to_string())?;
+        let seed = env
+            .parse_or(ENV_LEARNING_SEED, 0x5eed_u64)
+            .map_err(|e| e.to_string())?;
+        let explore_share = match env.get(ENV_LEARNING_EXPLORE_SHARE) {
+            None => None,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(share) if share.is_finite() && (0.0..=0.5).contains(&share) => Some(share),
+                _ => {
+                    return Err(format!(
+                        "{ENV_LEARNING_EXPLORE_SHARE} must be a number between 0 and 0.5, not {v:?}"
+                    ));
+                }
+            },
+        };
         let policy = PolicyWatcher::from_env(env).map_err(|e| e.to_string())?;
         let calibrator = Calibrator::default();
         let calibration = CalibrationGauges::register(registry)?;
@@ -268,6 +356,166 @@ impl Router {
             escalations,
             calibrator,
             calibration,
+            learner: Learner::in_memory(seed),
+            explore_share,
+            calls: Box::new(MemoryCallRecords::new(
+                capacity,
+                Duration::from_secs(ttl_secs),
+            )),
+            feedback,
+            explorations,
+        })
+    }
+
+    /// The policy's `[learning]` settings, with the environment's override.
+    fn learning(&self, policy: &Policy) -> LearningConfig {
+        let mut config = policy.learning().clone();
+        if let Some(share) = self.explore_share {
+            config.explore_share = share;
+        }
+        config
+    }
+
+    /// Lets the plan explore (a routed call, not a dry run): see
+    /// [`routing_core::policy::explore`].
+    pub(crate) fn explore(&self, plan: &mut Plan, call: &Call<'_>) {
+        let config = self.learning(&self.policy.current());
+        if self.learner.explore(
+            &config,
+            &plan.input,
+            &mut plan.decision,
+            &plan.learned,
+            call.id,
+        ) {
+            self.explorations.inc();
+        }
+    }
+
+    /// Learns `reward` for `model` from a call's tenant, counting it.
+    async fn reward(
+        &self,
+        kind: &str,
+        tenant: Option<&str>,
+        key: &ArmKey,
+        reward: f64,
+    ) -> Option<routing_core::policy::ArmStats> {
+        let config = self.learning(&self.policy.current());
+        let learned = match self.learner.learn(&config, tenant, key, reward).await {
+            Ok(stats) => stats,
+            Err(e) => {
+                tracing::warn!(arm = %key, error = %e, "feedback not learned");
+                None
+            }
+        };
+        let outcome = match learned {
+            None => "ignored",
+            Some(_) if reward >= 0.5 => "positive",
+            Some(_) => "negative",
+        };
+        self.feedback.with_label_values(&[kind, outcome]).inc();
+        learned
+    }
+
+    /// Keeps what feedback on a routed call needs, and learns the implicit
+    /// signals: each model that failed before another answered (a
+    /// fallback) and a cheap answer that failed its check (an escalation)
+    /// are rewarded 0.
+    pub(crate) async fn remember(
+        &self,
+        plan: &Plan,
+        call: &Call<'_>,
+        route: &RouteExplanation,
+        served: &str,
+    ) {
+        let context = LearningContext::for_input(&plan.input);
+        let tenant = plan.request.tenant.as_deref();
+        let mut failed: Vec<&str> = route
+            .attempts
+            .iter()
+            .filter(|a| a.outcome != "ok")
+            .map(|a| a.model.as_str())
+            .collect();
+        if let Some(e) = &route.escalated {
+            failed.push(&e.from);
+        }
+        for model in failed {
+            let key = ArmKey {
+                model: model.to_owned(),
+                context,
+            };
+            self.reward("implicit", tenant, &key, 0.0).await;
+        }
+        let record = CallRecord {
+            call_id: call.id.to_owned(),
+            tenant: plan.request.tenant.clone(),
+            model: served.to_owned(),
+            tier: plan.difficulty,
+            candidates: plan.decision.chain().map(|c| c.model.id.clone()).collect(),
+            context,
+            explored: plan.decision.explored,
+            private: plan.request.private,
+        };
+        self.record(record).await;
+    }
+
+    /// Keeps a call's record for feedback.
+    pub(crate) async fn record(&self, record: CallRecord) {
+        let call_id = record.call_id.clone();
+        if let Err(e) = self.calls.put(record).await {
+            tracing::warn!(call_id, error = %e, "call not recorded for feedback");
+        }
+    }
+
+    /// Takes explicit feedback on a recorded call.
+    pub(crate) async fn feedback(&self, feedback: ValidFeedback) -> Result<Learnt, RouterError> {
+        let policy = self.policy.current();
+        if let Some(preferred) = feedback
+            .preferred_model
+            .as_deref()
+            .filter(|m| policy.model(m).is_none())
+        {
+            return Err(RouterError::Invalid(routing_core::api::InvalidRequest {
+                param: Some("preferred_model".to_owned()),
+                message: format!("model {preferred:?} is not in the catalogue"),
+            }));
+        }
+        let record = self
+            .calls
+            .claim(&feedback.call_id, feedback.tenant.as_deref())
+            .await
+            .map_err(RouterError::Feedback)?;
+        let key = ArmKey {
+            model: record.model.clone(),
+            context: record.context,
+        };
+        let learned = self
+            .reward("explicit", record.tenant.as_deref(), &key, feedback.reward)
+            .await;
+        let stats = match learned {
+            Some(stats) => stats,
+            None => self.learner.stats(&key).await.unwrap_or_default(),
+        };
+        let mut view = Learned::new(policy.learning());
+        view.insert(key.model.clone(), stats);
+        let prior = policy.model(&key.model).map_or(0.0, |m| {
+            m.quality.expected(
+                key.context.task,
+                key.context.tier,
+                policy.selection_config().unknown_difficulty,
+                None,
+            )
+        });
+        let prediction = view.predict(&key.model, prior);
+        Ok(Learnt {
+            call_id: record.call_id,
+            model: record.model,
+            context: record.context,
+            reward: feedback.reward,
+            learned: learned.is_some(),
+            observations: stats.n,
+            predicted_quality: prediction.quality,
+            source: prediction.source,
+            preferred_model: feedback.preferred_model,
         })
     }
 
@@ -322,11 +570,23 @@ impl Router {
             }
         });
         let difficulty = input.difficulty;
+        let learned = match self
+            .learner
+            .view(&policy, &LearningContext::for_input(&input))
+            .await
+        {
+            Ok(learned) => learned,
+            Err(e) => {
+                tracing::warn!(call_id = call.id, error = %e, "learned state unavailable; static priors");
+                Learned::new(policy.learning())
+            }
+        };
         let decision = policy
-            .select(
+            .select_learned(
                 &input,
                 &self.live,
                 &BudgetView::new(&self.budgets, SystemTime::now()),
+                &learned,
             )
             .map_err(RouterError::from)?;
         Ok(Plan {
@@ -337,6 +597,8 @@ impl Router {
             needs_strong,
             calibration,
             decision,
+            input,
+            learned,
             deadline,
         })
     }
@@ -441,6 +703,18 @@ impl Router {
         call: &Call<'_>,
     ) -> Result<RouteResponse, RouterError> {
         let result = self.run_chain(&plan, call).await;
+        if let Ok(answer) = &result {
+            let served = answer
+                .route
+                .attempts
+                .iter()
+                .rev()
+                .find(|a| a.outcome == "ok")
+                .map_or(plan.decision.primary.model.id.as_str(), |a| {
+                    a.model.as_str()
+                });
+            self.remember(&plan, call, &answer.route, served).await;
+        }
         let (provider, outcome) = match &result {
             Ok(r) => (r.provider.clone(), "ok"),
             Err(e) => (
