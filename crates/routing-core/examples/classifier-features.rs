@@ -9,6 +9,8 @@
 //! - `classifier-features extract-bin`: the same, in binary for bulk use: per
 //!   input a little-endian `u32` count `n`, then `n` `u32` indices, then `n`
 //!   `f32` values.
+//! - `classifier-features signal`: like `extract`, but writes the values the
+//!   difficulty score reads, `[v, ...]` in the order of `signal_names`.
 //! - `classifier-features predict [model.json]`: like `extract`, but writes the
 //!   model's `{"tasks":{..},"needs_strong":p,"confidence":c}` per input (the
 //!   compiled-in model when no path is given).
@@ -23,7 +25,7 @@
 use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
-use routing_core::classifier::{self, Model, features};
+use routing_core::classifier::{self, Model, features, signal};
 use serde_json::{Value, json};
 
 fn text_of(line: &str) -> Result<String, String> {
@@ -58,6 +60,8 @@ fn run(args: &[String]) -> Result<(), String> {
                 "hash_dim": features::HASH_DIM,
                 "dense_names": features::DENSE_NAMES,
                 "fingerprint": features::fingerprint(),
+                "signal_version": signal::SIGNAL_VERSION,
+                "signal_names": signal::SIGNAL_NAMES,
             });
             println!("{info}");
             Ok(())
@@ -66,6 +70,7 @@ fn run(args: &[String]) -> Result<(), String> {
             let f = features::extract(text);
             json!({"i": f.indices, "v": f.values})
         }),
+        Some("signal") => each_line(|text| json!(signal::extract_text(text))),
         Some("extract-bin") => {
             let stdin = std::io::stdin().lock();
             let mut out = BufWriter::new(std::io::stdout().lock());
@@ -110,7 +115,7 @@ fn run(args: &[String]) -> Result<(), String> {
             serde_json::to_value(classifier::lexical::classify(text)).unwrap_or(Value::Null)
         }),
         _ => Err(
-            "usage: classifier-features info | extract | extract-bin | predict [model.json] | heuristic"
+            "usage: classifier-features info | extract | extract-bin | signal | predict [model.json] | heuristic"
                 .to_owned(),
         ),
     }

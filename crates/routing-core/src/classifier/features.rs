@@ -360,7 +360,7 @@ fn merge(entries: &mut [(usize, f32)]) -> Vec<(usize, f32)> {
 }
 
 /// The part of `text` that is read: all of it, or its head and tail.
-fn window(text: &str) -> (&str, &str) {
+pub(crate) fn window(text: &str) -> (&str, &str) {
     if text.len() <= HEAD_BYTES + TAIL_BYTES {
         return (text, "");
     }

@@ -3,7 +3,8 @@
 //!
 //! - [`features`]: lexical and structural features, the only implementation
 //!   (the training script reads them from the `classifier-features` example).
-//! - [`model`]: the trained linear heads with calibrated probabilities.
+//! - [`signal`]: the length and structure values the difficulty score reads.
+//! - [`model`]: the trained heads: task probabilities and `needs_strong`.
 //! - [`lexical`]: the hand-weighted heuristic, used when no model loads.
 //!
 //! The default model (`models/classifier.json`, written by
@@ -12,6 +13,7 @@
 pub mod features;
 pub mod lexical;
 pub mod model;
+pub mod signal;
 
 use std::sync::LazyLock;
 
