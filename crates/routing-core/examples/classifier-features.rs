@@ -107,6 +107,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 json!({
                     "tasks": tasks,
                     "needs_strong": p.needs_strong,
+                    "quality": p.quality.map(|q| json!({"weak": q.weak, "strong": q.strong})),
                     "confidence": p.confidence(),
                 })
             })

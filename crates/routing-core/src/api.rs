@@ -806,10 +806,20 @@ pub struct ClassifyResponse {
     /// Probability in `[0, 1]` that `task` is right, when a trained model answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_confidence: Option<f32>,
-    /// Probability in `[0, 1]` that the prompt needs the strong model (a weak
-    /// model gets it wrong, a strong one right), when a trained model answered.
+    /// The expected quality gain in `[0, 1]` of the strong tier over the weak
+    /// one for this prompt (on exam questions: the probability that a weak
+    /// model gets it wrong and a strong one right), when a trained model
+    /// answered. Unrounded; rank it, or cut it at quantiles of recent scores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_strong: Option<f32>,
+    /// The weak tier's predicted quality in `[0, 1]` for this prompt, when
+    /// the model predicts per-tier quality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_weak: Option<f32>,
+    /// The strong tier's predicted quality in `[0, 1]` for this prompt, when
+    /// the model predicts per-tier quality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_strong: Option<f32>,
     /// What answered: `model:<id>` or `heuristic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,

@@ -155,6 +155,8 @@ pub fn classify(text: &str) -> ClassifyResponse {
         confidence: (confidence * 1000.0).round() / 1000.0,
         task_confidence: None,
         needs_strong: None,
+        quality_weak: None,
+        quality_strong: None,
         method: Some("heuristic".to_owned()),
     }
 }

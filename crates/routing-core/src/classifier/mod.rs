@@ -17,7 +17,7 @@ pub mod signal;
 
 use std::sync::LazyLock;
 
-pub use model::{Model, ModelError, Prediction, Thresholds};
+pub use model::{Model, ModelError, Prediction, Thresholds, TierQuality};
 
 use crate::api::ClassifyResponse;
 

@@ -1,28 +1,38 @@
-//! The trained classifier: two linear heads over [`features`](super::features)
-//! with temperature-scaled probabilities, loaded from a JSON model file that
-//! `scripts/train-classifier.py` writes.
+//! The trained classifier: two logistic heads, loaded from a JSON model file
+//! that `scripts/train-classifier.py` writes.
 //!
 //! - The task head is a multinomial logistic regression over the model's
-//!   tasks: `softmax((W·x + b) / T_task)`.
-//! - The strong head is a binary logistic regression for "this prompt needs
-//!   the strong model" (the weak model gets it wrong and the strong one right):
-//!   `sigmoid((w·x + b) / T_strong)`.
+//!   tasks and the [`features`](super::features):
+//!   `softmax((W·x + b) / T_task)`.
+//! - The gain head gives `needs_strong`, the expected quality gain of the
+//!   strong tier over the weak one for this prompt, in `[0, 1]`: a logistic
+//!   regression with soft targets over the standardised
+//!   [`signal`](super::signal) values, `sigmoid(b + Σ w·(s - mean) / scale)`.
+//!   It was fitted on labelled prompts of several kinds (exam questions,
+//!   competition maths, instruction following, hard chat prompts, intents),
+//!   each weighing the same, and chosen by how it ranks prompts of a kind it
+//!   was not trained on (`models/classifier-report.md`). Its absolute level is
+//!   only roughly calibrated on a new kind of traffic; its ranking is what
+//!   transfers, so tiers are best cut at quantiles of recent scores.
 //!
-//! Difficulty is read off the strong head with the model's two thresholds, and
-//! the overall confidence is the probability that the task is right times the
-//! probability that the needs-strong call (at one half) is right.
+//! Difficulty is read off `needs_strong` with the model's two thresholds. The
+//! confidence is the probability that the task is right: `needs_strong` is an
+//! expected gain, not the probability of a yes/no call, so it has no "call is
+//! right" probability to multiply in (a short, vague prompt has a low expected
+//! gain and is no clearer for it).
 
 use base64::Engine as _;
 use serde::Deserialize;
 
 use super::features::{self, DIM, FEATURE_VERSION, SparseFeatures};
+use super::signal::{self, SIGNAL_DIM, SIGNAL_NAMES, SIGNAL_VERSION};
 use crate::api::ClassifyResponse;
 use crate::task::{Difficulty, Task};
 
 /// The `format` a model file declares.
 pub const MODEL_FORMAT: &str = "faas-llm-router/classifier";
 /// The model file layout this build reads.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+pub const MODEL_FORMAT_VERSION: u32 = 2;
 
 /// A model file that cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -51,10 +61,134 @@ struct ModelFile {
     task_temperature: f32,
     task_bias: Vec<f32>,
     task_weights: String,
-    strong_temperature: f32,
-    strong_bias: f32,
-    strong_weights: String,
+    gain: GainFile,
     difficulty_thresholds: Thresholds,
+}
+
+/// The gain head as stored: standardisation and weights per signal value.
+#[derive(Debug, Deserialize)]
+struct GainFile {
+    signal_version: u32,
+    features: Vec<String>,
+    mean: Vec<f32>,
+    scale: Vec<f32>,
+    weights: Vec<f32>,
+    bias: f32,
+    /// Per-tier quality heads over the same standardised values (optional).
+    #[serde(default)]
+    quality: Option<QualityFile>,
+}
+
+/// The per-tier quality heads as stored.
+#[derive(Debug, Deserialize)]
+struct QualityFile {
+    weak: LinearFile,
+    strong: LinearFile,
+}
+
+/// One logistic head over the standardised signal.
+#[derive(Debug, Deserialize)]
+struct LinearFile {
+    weights: Vec<f32>,
+    bias: f32,
+}
+
+/// The gain head, validated.
+#[derive(Debug, Clone, PartialEq)]
+struct GainHead {
+    mean: [f32; SIGNAL_DIM],
+    scale: [f32; SIGNAL_DIM],
+    gain: Linear,
+    /// Weak-tier and strong-tier quality heads.
+    quality: Option<(Linear, Linear)>,
+}
+
+/// Weights over the standardised signal and a bias.
+#[derive(Debug, Clone, PartialEq)]
+struct Linear {
+    weights: [f32; SIGNAL_DIM],
+    bias: f32,
+}
+
+impl Linear {
+    fn sigmoid_of(&self, z: &[f32; SIGNAL_DIM]) -> f32 {
+        sigmoid((0..SIGNAL_DIM).fold(self.bias, |acc, i| acc + self.weights[i] * z[i]))
+    }
+}
+
+/// Predicted quality of each tier for a prompt, in `[0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TierQuality {
+    /// The weak tier's expected quality.
+    pub weak: f32,
+    /// The strong tier's expected quality.
+    pub strong: f32,
+}
+
+impl GainHead {
+    fn from_file(g: GainFile) -> Result<Self, ModelError> {
+        if g.signal_version != SIGNAL_VERSION {
+            return Err(invalid(format!(
+                "gain head trained on signal v{}; this build extracts v{SIGNAL_VERSION}",
+                g.signal_version
+            )));
+        }
+        if g.features != SIGNAL_NAMES {
+            return Err(invalid(format!(
+                "gain head features are {:?}; this build extracts {SIGNAL_NAMES:?}",
+                g.features
+            )));
+        }
+        let array = |name: &str, v: &[f32]| -> Result<[f32; SIGNAL_DIM], ModelError> {
+            let a: [f32; SIGNAL_DIM] = v.try_into().map_err(|_| {
+                invalid(format!(
+                    "gain.{name} needs {SIGNAL_DIM} values, has {}",
+                    v.len()
+                ))
+            })?;
+            if a.iter().any(|x| !x.is_finite()) {
+                return Err(invalid(format!("gain.{name} holds a non-finite value")));
+            }
+            Ok(a)
+        };
+        let scale = array("scale", &g.scale)?;
+        if scale.iter().any(|s| *s <= 0.0) {
+            return Err(invalid("gain.scale must be positive"));
+        }
+        let linear = |name: &str, weights: &[f32], bias: f32| -> Result<Linear, ModelError> {
+            if !bias.is_finite() {
+                return Err(invalid(format!("{name} bias must be finite")));
+            }
+            Ok(Linear {
+                weights: array(name, weights)?,
+                bias,
+            })
+        };
+        let quality = match &g.quality {
+            Some(q) => Some((
+                linear("quality.weak", &q.weak.weights, q.weak.bias)?,
+                linear("quality.strong", &q.strong.weights, q.strong.bias)?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            mean: array("mean", &g.mean)?,
+            scale,
+            gain: linear("weights", &g.weights, g.bias)?,
+            quality,
+        })
+    }
+
+    /// The expected gain of the strong tier for a prompt with signal `s`,
+    /// and each tier's predicted quality when the model has those heads.
+    fn predict(&self, s: &[f32; SIGNAL_DIM]) -> (f32, Option<TierQuality>) {
+        let z: [f32; SIGNAL_DIM] = std::array::from_fn(|i| (s[i] - self.mean[i]) / self.scale[i]);
+        let quality = self.quality.as_ref().map(|(weak, strong)| TierQuality {
+            weak: weak.sigmoid_of(&z),
+            strong: strong.sigmoid_of(&z),
+        });
+        (self.gain.sigmoid_of(&z), quality)
+    }
 }
 
 /// Needs-strong probabilities at which difficulty changes tier.
@@ -75,9 +209,7 @@ pub struct Model {
     task_bias: Vec<f32>,
     /// `tasks.len()` rows of [`DIM`] weights, row-major.
     task_weights: Vec<f32>,
-    strong_temperature: f32,
-    strong_bias: f32,
-    strong_weights: Vec<f32>,
+    gain: GainHead,
     thresholds: Thresholds,
 }
 
@@ -87,8 +219,12 @@ pub struct Prediction {
     /// Probability of each of the model's tasks, in the model's order; they
     /// sum to 1.
     pub task_probs: Vec<(Task, f32)>,
-    /// Probability that the prompt needs the strong model.
+    /// The expected quality gain of the strong tier over the weak one, in
+    /// `[0, 1]` (see the module doc); higher means more in need of the
+    /// strong model.
     pub needs_strong: f32,
+    /// Each tier's predicted quality, when the model has those heads.
+    pub quality: Option<TierQuality>,
 }
 
 impl Prediction {
@@ -105,11 +241,6 @@ impl Prediction {
             .unwrap_or((Task::Generate, 0.0))
     }
 
-    /// The probability that the needs-strong call at one half is right.
-    pub fn strong_call_confidence(&self) -> f32 {
-        self.needs_strong.max(1.0 - self.needs_strong)
-    }
-
     /// The difficulty tier under `thresholds`.
     pub fn difficulty(&self, thresholds: Thresholds) -> Difficulty {
         if self.needs_strong >= thresholds.hard_from {
@@ -121,10 +252,9 @@ impl Prediction {
         }
     }
 
-    /// The probability that the task is right and the needs-strong call is
-    /// right, taking the two as independent.
+    /// The probability that the task is right.
     pub fn confidence(&self) -> f32 {
-        (self.top_task().1 * self.strong_call_confidence()).clamp(0.0, 1.0)
+        self.top_task().1.clamp(0.0, 1.0)
     }
 }
 
@@ -214,17 +344,10 @@ impl Model {
         if file.task_bias.len() != k || file.task_bias.iter().any(|b| !b.is_finite()) {
             return Err(invalid(format!("task_bias needs {k} finite values")));
         }
-        for (name, t) in [
-            ("task_temperature", file.task_temperature),
-            ("strong_temperature", file.strong_temperature),
-        ] {
-            if !(t.is_finite() && t > 0.0) {
-                return Err(invalid(format!("{name} must be a positive number")));
-            }
+        if !(file.task_temperature.is_finite() && file.task_temperature > 0.0) {
+            return Err(invalid("task_temperature must be a positive number"));
         }
-        if !file.strong_bias.is_finite() {
-            return Err(invalid("strong_bias must be finite"));
-        }
+        let gain = GainHead::from_file(file.gain)?;
         let th = file.difficulty_thresholds;
         if !(0.0..=1.0).contains(&th.medium_from)
             || !(0.0..=1.0).contains(&th.hard_from)
@@ -235,16 +358,13 @@ impl Model {
             ));
         }
         let task_weights = decode_f32s("task_weights", &file.task_weights, k * DIM)?;
-        let strong_weights = decode_f32s("strong_weights", &file.strong_weights, DIM)?;
         Ok(Self {
             id: file.id,
             tasks: file.tasks,
             task_temperature: file.task_temperature,
             task_bias: file.task_bias,
             task_weights,
-            strong_temperature: file.strong_temperature,
-            strong_bias: file.strong_bias,
-            strong_weights,
+            gain,
             thresholds: th,
         })
     }
@@ -271,8 +391,8 @@ impl Model {
         self.thresholds
     }
 
-    /// Predicts from an extracted feature vector.
-    pub fn predict_features(&self, x: &SparseFeatures) -> Prediction {
+    /// Predicts from `text` and its extracted feature vector.
+    pub fn predict_features(&self, text: &str, x: &SparseFeatures) -> Prediction {
         let mut z: Vec<f32> = self
             .task_weights
             .chunks_exact(DIM)
@@ -280,16 +400,17 @@ impl Model {
             .map(|(row, b)| (x.dot(row) + b) / self.task_temperature)
             .collect();
         softmax_in_place(&mut z);
-        let strong = (x.dot(&self.strong_weights) + self.strong_bias) / self.strong_temperature;
+        let (needs_strong, quality) = self.gain.predict(&signal::extract(text, x));
         Prediction {
             task_probs: self.tasks.iter().copied().zip(z).collect(),
-            needs_strong: sigmoid(strong),
+            needs_strong,
+            quality,
         }
     }
 
     /// Extracts the features of `text` and predicts.
     pub fn predict(&self, text: &str) -> Prediction {
-        self.predict_features(&features::extract(text))
+        self.predict_features(text, &features::extract(text))
     }
 
     /// The wire answer for a prediction.
@@ -300,7 +421,11 @@ impl Model {
             difficulty: p.difficulty(self.thresholds),
             confidence: round3(p.confidence()),
             task_confidence: Some(round3(task_confidence)),
-            needs_strong: Some(round3(p.needs_strong)),
+            // Unrounded: thresholds placed at quantiles of recent scores need
+            // the full resolution.
+            needs_strong: Some(p.needs_strong),
+            quality_weak: p.quality.map(|q| q.weak),
+            quality_strong: p.quality.map(|q| q.strong),
             method: Some(format!("model:{}", self.id)),
         }
     }
