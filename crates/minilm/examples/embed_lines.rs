@@ -4,6 +4,10 @@
 //! ```text
 //! cargo run --release -p minilm --example embed_lines -- MODEL_DIR < texts.jsonl > vectors.f32
 //! ```
+#![expect(
+    clippy::print_stderr,
+    reason = "an example reports its errors on the terminal"
+)]
 
 use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;

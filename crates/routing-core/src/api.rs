@@ -1069,6 +1069,8 @@ mod tests {
             task_confidence: Some(0.5),
             needs_strong: Some(0.25),
             method: Some("heuristic".to_owned()),
+            quality_weak: Some(0.5),
+            quality_strong: Some(0.75),
         });
     }
 
