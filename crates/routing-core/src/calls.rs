@@ -63,7 +63,10 @@ pub enum ClaimError {
 
 /// Call records by call id.
 pub trait CallRecords: Send + Sync {
-    /// Keeps a record (replacing one with the same call id).
+    /// Keeps a record, unless a live one has the same call id: that first
+    /// record stays. Call ids may come from the caller (`X-Call-Id`), so a
+    /// later call reusing one must neither take over another tenant's record
+    /// nor make a rated call rateable again.
     fn put(&self, record: CallRecord) -> StoreFuture<'_, ()>;
 
     /// The record of `call_id` for feedback on behalf of `tenant`, marked
@@ -156,6 +159,10 @@ impl CallRecords for MemoryCallRecords {
     fn put(&self, record: CallRecord) -> StoreFuture<'_, ()> {
         let now = self.clock.now();
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        self.evict(&mut records, now);
+        if records.by_id.contains_key(&record.call_id) {
+            return Box::pin(std::future::ready(Ok(())));
+        }
         records.order.push_back((record.call_id.clone(), now));
         records.by_id.insert(
             record.call_id.clone(),
@@ -246,6 +253,30 @@ mod tests {
             block(calls.claim("a", Some("acme"))),
             Err(ClaimError::AlreadyRated("a".to_owned()))
         );
+    }
+
+    #[test]
+    fn a_reused_call_id_keeps_its_first_record() {
+        let clock = Arc::new(ManualClock::new());
+        let calls = MemoryCallRecords::with_clock(10, Duration::from_secs(60), clock.clone());
+        block(calls.put(record("a", Some("acme")))).unwrap();
+        block(calls.claim("a", Some("acme"))).unwrap();
+        // Another caller sends the same X-Call-Id: acme's record stays,
+        // rated, and is not handed to the newcomer.
+        block(calls.put(record("a", Some("mallory")))).unwrap();
+        assert_eq!(
+            block(calls.claim("a", Some("mallory"))),
+            Err(ClaimError::OtherTenant("a".to_owned()))
+        );
+        assert_eq!(
+            block(calls.claim("a", Some("acme"))),
+            Err(ClaimError::AlreadyRated("a".to_owned()))
+        );
+        assert_eq!(calls.len(), 1);
+        // Once the first has expired, the id may be recorded afresh.
+        clock.advance(Duration::from_secs(60));
+        block(calls.put(record("a", Some("mallory")))).unwrap();
+        assert_eq!(block(calls.claim("a", Some("mallory"))).unwrap().model, "m");
     }
 
     #[test]
