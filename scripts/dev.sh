@@ -81,7 +81,7 @@ if [ -n "${VERTEX_SERVICE_ACCOUNT_FILE:-}" ]; then
   echo "  vertex: aiplatform.googleapis.com"
 else
   use_emulator vertex VERTEX_BASE_URL vertex-service-account
-  echo "VERTEX_PROJECT=emulated-project" >> "$ENV_FILE"
+  echo "VERTEX_PROJECT=emulator-project" >> "$ENV_FILE"
 fi
 use_emulator gemini GEMINI_BASE_URL gemini-api-key
 use_emulator openai OPENAI_BASE_URL openai-api-key
