@@ -55,10 +55,15 @@ async fn fast_generate_goes_to_groq_and_is_priced_from_its_usage() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains(r#"llm_token_cost_usd_total{provider="groq",task="generate"}"#),
-        "{metrics}"
-    );
+    // Exactly the answer's cost, under the model's own label.
+    let series = r#"llm_token_cost_usd_total{model="llama-3.1-8b-instant",provider="groq",task="generate"} "#;
+    let exported: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series))
+        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!((exported - cost).abs() < 1e-12, "{exported} vs {cost}");
     fleet.stop().await;
 }
 

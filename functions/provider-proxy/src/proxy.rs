@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics::LlmMetrics;
+use crate::metrics::{CallLabels, LlmMetrics};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use prometheus::Registry;
@@ -118,11 +118,13 @@ impl Proxy {
         let max_timeout_ms = env
             .parse_or(ENV_PROVIDER_TIMEOUT_MS, DEFAULT_PROVIDER_TIMEOUT_MS)
             .map_err(|e| e.to_string())?;
+        let metrics = LlmMetrics::register(registry, &catalogue, providers.names())
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             providers,
             pools,
             catalogue,
-            metrics: LlmMetrics::register(registry).map_err(|e| e.to_string())?,
+            metrics,
             max_timeout: Duration::from_millis(max_timeout_ms),
         })
     }
@@ -246,9 +248,18 @@ impl Proxy {
         tokio::spawn(async move {
             // The pool slot is held until the stream ends.
             let _slot = slot;
+            let mut first_token = true;
             while let Some(item) = stream.next().await {
                 let event = match item {
-                    Ok(ChatChunk::Delta { text }) => ProxyStreamEvent::Delta { text },
+                    Ok(ChatChunk::Delta { text }) => {
+                        if first_token && !text.is_empty() {
+                            first_token = false;
+                            proxy
+                                .metrics
+                                .record_first_token(prepared.labels(), started.elapsed());
+                        }
+                        ProxyStreamEvent::Delta { text }
+                    }
                     Ok(ChatChunk::Done {
                         finish_reason,
                         usage,
@@ -334,7 +345,7 @@ impl Proxy {
             .catalogue
             .cost(&prepared.provider, &prepared.chat.model, usage);
         self.metrics
-            .record_success(&prepared.provider, prepared.task, elapsed, usage, cost);
+            .record_success(prepared.labels(), elapsed, usage, cost);
         cost
     }
 
@@ -345,12 +356,8 @@ impl Proxy {
         error: ProviderError,
         call_id: &str,
     ) -> ProxyError {
-        self.metrics.record_failure(
-            &prepared.provider,
-            prepared.task,
-            elapsed,
-            error.metric_label(),
-        );
+        self.metrics
+            .record_failure(prepared.labels(), elapsed, error.metric_label());
         tracing::warn!(call_id, provider = %prepared.provider, error = error.metric_label(), "provider call failed");
         ProxyError::Provider {
             provider: prepared.provider.clone(),
@@ -367,6 +374,16 @@ pub(crate) struct Prepared {
     /// Whether the caller asked for a stream.
     pub stream: bool,
     timeout: Duration,
+}
+
+impl Prepared {
+    fn labels(&self) -> CallLabels<'_> {
+        CallLabels {
+            provider: &self.provider,
+            model: &self.chat.model,
+            task: self.task,
+        }
+    }
 }
 
 fn millis(d: Duration) -> u64 {
