@@ -9,6 +9,16 @@ cargo fmt --all --check
 # The routing evaluation's metrics on synthetic data (no fleet; about a second).
 python3 -m unittest discover -s scripts -p 'test_eval_routing.py'
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The alert rules and their unit tests (Debian's prometheus package).
+if command -v promtool >/dev/null; then
+    promtool check rules scripts/monitoring/alerts.yml
+    (cd scripts/monitoring && promtool test rules alerts_test.yml)
+elif [ -n "${CI:-}" ]; then
+    echo "promtool is missing (apt-get install prometheus)" >&2
+    exit 1
+else
+    echo "promtool is not installed (apt-get install prometheus): alert rule tests skipped" >&2
+fi
 # Licences, banned crates (no OpenSSL, no ring) and sources, as deny.toml says.
 if command -v cargo-deny >/dev/null; then
     cargo deny --offline check licenses bans sources
