@@ -46,6 +46,16 @@ pub(crate) const ENV_LEARNING_EXPLORE_SHARE: &str = "LEARNING_EXPLORE_SHARE";
 /// reports a provider timeout.
 const PROXY_MARGIN: Duration = Duration::from_millis(10);
 
+/// The `reason` labels of `llm_router_escalations_total` (the kinds of
+/// [`routing_core::policy::EscalationReason`]).
+const ESCALATION_REASONS: [&str; 5] = [
+    "empty",
+    "truncated",
+    "refusal",
+    "content_filter",
+    "low_confidence",
+];
+
 /// Everything a routed request needs, built once per process.
 pub(crate) struct Router {
     policy: PolicyWatcher,
@@ -337,6 +347,14 @@ impl Router {
         let calibrator = Calibrator::default();
         let calibration = CalibrationGauges::register(registry)?;
         let current = policy.current();
+        // Every series exists from start-up, so rates and alerts see the
+        // first fallback or escalation.
+        for model in current.models() {
+            fallbacks.with_label_values(&[&model.provider]);
+        }
+        for reason in ESCALATION_REASONS {
+            escalations.with_label_values(&[reason]);
+        }
         calibration.show(&calibrator.status(
             current.calibration(),
             &CalibrationScope {
@@ -1061,4 +1079,29 @@ fn provider_failed(error: &RouterError) -> bool {
 
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use routing_core::policy::EscalationReason;
+
+    use super::ESCALATION_REASONS;
+
+    #[test]
+    fn every_escalation_reason_has_a_series_from_start_up() {
+        let phrase = String::from("x");
+        for reason in [
+            EscalationReason::Empty,
+            EscalationReason::Truncated,
+            EscalationReason::Refusal {
+                phrase: phrase.clone(),
+            },
+            EscalationReason::ContentFilter,
+            EscalationReason::LowConfidence { phrase },
+        ] {
+            let value = serde_json::to_value(&reason).unwrap();
+            let kind = value["kind"].as_str().unwrap();
+            assert!(ESCALATION_REASONS.contains(&kind), "{kind}");
+        }
+    }
 }
