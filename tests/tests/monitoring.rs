@@ -172,11 +172,11 @@ async fn every_dashboard_panel_has_data_and_cost_adds_up_to_what_was_served() {
     // A mixed workload: cheap and strong models, a private call, a stream.
     let mut served = Served::default();
     let requests = [
-        json!({"task":"generate","prompt":"hi","max_latency_ms":200}),
+        json!({"task":"generate","prompt":"hi","max_latency_ms":3000}),
         json!({"task":"generate","prompt":"Write a haiku about rivers.","max_latency_ms":5000}),
         json!({"task":"reason","prompt":"Prove that the square root of two is irrational.","max_latency_ms":20000}),
         json!({"task":"generate","prompt":"private notes","private":true,"max_latency_ms":5000}),
-        json!({"task":"generate","prompt":"hello again","max_latency_ms":200}),
+        json!({"task":"generate","prompt":"hello again","max_latency_ms":3000}),
     ];
     for request in requests {
         let answer = fleet.route(request).await;
@@ -261,6 +261,32 @@ async fn every_dashboard_panel_has_data_and_cost_adds_up_to_what_was_served() {
         .filter_map(|s| s["value"][1].as_str()?.parse::<f64>().ok())
         .sum();
     assert!((summed - expected_cost).abs() < 1e-9, "{by_model:?}");
+
+    // The cost report prints the same spend and tokens.
+    let output = tokio::process::Command::new("python3")
+        .arg(repo_root().join("scripts/cost-report"))
+        .args(["--prometheus", &prometheus.url, "--range", "10m", "--json"])
+        .args(["--by", "provider,model"])
+        .output()
+        .await
+        .expect("run scripts/cost-report");
+    assert!(output.status.success(), "{output:?}");
+    let rows: Vec<Value> = serde_json::from_slice(&output.stdout).expect("report JSON");
+    let column = |name: &str| -> f64 { rows.iter().filter_map(|r| r[name].as_f64()).sum() };
+    assert!(
+        (column("cost_usd") - expected_cost).abs() < 1e-9,
+        "{rows:?}"
+    );
+    assert_eq!(
+        column("input_tokens"),
+        served.input_tokens as f64,
+        "{rows:?}"
+    );
+    assert_eq!(
+        column("output_tokens"),
+        served.output_tokens as f64,
+        "{rows:?}"
+    );
 
     // Every panel's query returns data.
     let queries = dashboard_queries(&repo_root().join("scripts/monitoring/dashboard.json"));
