@@ -256,7 +256,7 @@ async fn invoke(
         call.apply_to_gateway_response(response.headers_mut());
         response
     });
-    tracing::info!(
+    tracing::debug!(
         function = name,
         %method,
         path = upstream,

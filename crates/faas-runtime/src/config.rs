@@ -22,6 +22,8 @@ const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 const WRITE_TIMEOUT: &str = "write_timeout";
 /// of-watchdog's grace period between SIGTERM and the drain.
 const HEALTHCHECK_INTERVAL: &str = "healthcheck_interval";
+/// The share of successful requests whose access line is logged.
+const LOG_SAMPLE_OK: &str = "LOG_SAMPLE_OK";
 
 /// Where the runtime listens when nothing says otherwise: of-watchdog's usual upstream.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
@@ -43,6 +45,7 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// | `MAX_BODY_BYTES` | request body limit in bytes | 2 MiB |
 /// | `write_timeout` | drain budget at shutdown; whole seconds or a Go duration; must be over 0 | `30s` |
 /// | `healthcheck_interval` | grace between the shutdown signal and the drain | `write_timeout` |
+/// | `LOG_SAMPLE_OK` | share (0 to 1) of successful requests with an access line; failures always have one | `1` |
 ///
 /// The listen address comes from the first of `LISTEN_ADDR`, the upstream URL, `PORT`, and
 /// `127.0.0.1:3000`.
@@ -59,6 +62,8 @@ pub struct RuntimeConfig {
     pub healthcheck_interval: Duration,
     /// After the grace period: how long in-flight requests may take to finish.
     pub write_timeout: Duration,
+    /// Successful requests with an access line, per million (failures always have one).
+    pub log_sample_ok_per_million: u32,
 }
 
 impl RuntimeConfig {
@@ -101,12 +106,33 @@ impl RuntimeConfig {
             Some(value) => duration_var(HEALTHCHECK_INTERVAL, &value)?,
         };
 
+        let log_sample_ok_per_million = match get(LOG_SAMPLE_OK) {
+            None => 1_000_000,
+            Some(value) => match value.trim().parse::<f64>() {
+                // In range, so the product fits a u32.
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "0 ≤ share ≤ 1"
+                )]
+                Ok(share) if (0.0..=1.0).contains(&share) => (share * 1e6).round() as u32,
+                _ => {
+                    return Err(invalid(
+                        LOG_SAMPLE_OK,
+                        &value,
+                        "expected a share between 0 and 1",
+                    ));
+                }
+            },
+        };
+
         Ok(Self {
             function_name: function_name.to_owned(),
             listen,
             max_body_bytes,
             healthcheck_interval,
             write_timeout,
+            log_sample_ok_per_million,
         })
     }
 
@@ -242,8 +268,22 @@ mod tests {
                 max_body_bytes: 2 * 1024 * 1024,
                 healthcheck_interval: Duration::from_secs(30),
                 write_timeout: Duration::from_secs(30),
+                log_sample_ok_per_million: 1_000_000,
             }
         );
+    }
+
+    #[test]
+    fn log_sampling_is_a_share_between_0_and_1() {
+        let sample =
+            |value: &str| config(&[("LOG_SAMPLE_OK", value)]).map(|c| c.log_sample_ok_per_million);
+        assert_eq!(sample("0.01").ok(), Some(10_000));
+        assert_eq!(sample("0").ok(), Some(0));
+        assert_eq!(sample("1").ok(), Some(1_000_000));
+        for bad in ["1.5", "-0.1", "NaN", "half"] {
+            let err = sample(bad).expect_err(bad).to_string();
+            assert!(err.contains("LOG_SAMPLE_OK"), "{err}");
+        }
     }
 
     #[test]

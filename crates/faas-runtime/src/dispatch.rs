@@ -47,6 +47,8 @@ pub(crate) struct Shared<H> {
     pub(crate) phase: watch::Receiver<Phase<H>>,
     /// Set once shutdown began: health and readiness answer 503.
     pub(crate) draining: AtomicBool,
+    /// Successful requests with an access line, per million.
+    pub(crate) log_sample_ok_per_million: u32,
 }
 
 impl<H> Shared<H> {
@@ -153,23 +155,38 @@ where
     B::Error: Into<BoxError>,
 {
     let method = req.method().clone();
+    // The access line's fields: the runtime's own, and those a handler
+    // records with `access::record` (see crate::access).
     let span = tracing::info_span!(
         "request",
         function = %shared.function_name,
         call_id = %call_id,
         method = %method,
         path = req.uri().path(),
+        tenant = tracing::field::Empty,
+        task = tracing::field::Empty,
+        rule = tracing::field::Empty,
+        provider = tracing::field::Empty,
+        model = tracing::field::Empty,
+        input_tokens = tracing::field::Empty,
+        output_tokens = tracing::field::Empty,
+        cost_usd = tracing::field::Empty,
+        error = tracing::field::Empty,
     );
+    let sampled = crate::access::sampled(&call_id, shared.log_sample_ok_per_million);
     async {
         let _in_flight = shared.metrics.in_flight();
         let response = answer(shared, req, call_id, received_at).await;
         let elapsed = received_at.elapsed();
         shared.metrics.observe(&method, response.status(), elapsed);
-        tracing::info!(
-            status = response.status().as_u16(),
-            duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            "request completed"
-        );
+        let status = response.status();
+        if sampled || status.is_client_error() || status.is_server_error() {
+            tracing::info!(
+                status = status.as_u16(),
+                duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                "request completed"
+            );
+        }
         response
     }
     .instrument(span)
@@ -305,6 +322,7 @@ mod tests {
             metrics,
             phase: rx,
             draining: AtomicBool::new(false),
+            log_sample_ok_per_million: 1_000_000,
         });
         (shared, tx)
     }

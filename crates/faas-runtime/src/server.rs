@@ -87,6 +87,7 @@ where
         metrics,
         phase: phase_rx,
         draining: AtomicBool::new(false),
+        log_sample_ok_per_million: config.log_sample_ok_per_million,
     });
     match listener.local_addr() {
         Ok(addr) => tracing::info!(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use faas_runtime::access::{self, Field};
 use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, sse_response};
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -137,7 +138,7 @@ impl RouterHandler {
     async fn feedback(&self, body: &[u8]) -> Result<Response<Body>, RouterError> {
         let feedback = FeedbackRequest::parse(body)?;
         let learnt = self.router.feedback(feedback).await?;
-        tracing::info!(
+        tracing::debug!(
             call_id = %learnt.call_id,
             model = %learnt.model,
             reward = learnt.reward,
@@ -309,14 +310,24 @@ impl Handler for RouterHandler {
             }),
         };
         result.unwrap_or_else(|e| {
-            tracing::info!(call_id = %cx.call_id, status = e.status().as_u16(), error = e.metric_label(), "request failed");
+            access::record(Field::Error, e.metric_label());
+            tracing::debug!(call_id = %cx.call_id, status = e.status().as_u16(), error = e.metric_label(), "request failed");
             error_response(e.status(), &e.error_object())
         })
     }
 }
 
 fn log_routed(call: &Call<'_>, answer: &RouteResponse) {
-    tracing::info!(
+    access::record(Field::Task, answer.task.as_str());
+    access::record(Field::Rule, answer.route.rule.as_str());
+    access::record(Field::Provider, answer.provider.as_str());
+    access::record(Field::Model, answer.model.as_str());
+    access::record(Field::InputTokens, answer.usage.input_tokens);
+    access::record(Field::OutputTokens, answer.usage.output_tokens);
+    if let Some(cost) = answer.cost_usd {
+        access::record(Field::CostUsd, cost);
+    }
+    tracing::debug!(
         call_id = %call.id,
         task = %answer.task,
         provider = %answer.provider,

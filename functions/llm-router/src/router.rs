@@ -692,7 +692,7 @@ impl Router {
         let (verdict, by) = match asked {
             Ok(verdict) => (verdict, "classify"),
             Err(e) => {
-                tracing::info!(call_id = call.id, error = %e, "classify unavailable in time; classifying in-process");
+                tracing::debug!(call_id = call.id, error = %e, "classify unavailable in time; classifying in-process");
                 (
                     classifier::classify(text),
                     "the router's in-process classifier",
@@ -779,7 +779,7 @@ impl Router {
                         return Err(error);
                     }
                     self.fallbacks.with_label_values(&[&model.provider]).inc();
-                    tracing::info!(call_id = call.id, model = %model.id, error = error.metric_label(), "falling back");
+                    tracing::debug!(call_id = call.id, model = %model.id, error = error.metric_label(), "falling back");
                     last_error = Some(error);
                 }
             }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use faas_runtime::access::{self, Field};
 use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, sse_response};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
@@ -30,7 +31,14 @@ impl ProxyHandler {
             return Ok(sse_response(frames));
         }
         let answer = self.proxy.chat(prepared, call_id).await?;
-        tracing::info!(
+        access::record(Field::Provider, answer.provider.as_str());
+        access::record(Field::Model, answer.model.as_str());
+        access::record(Field::InputTokens, answer.usage.input_tokens);
+        access::record(Field::OutputTokens, answer.usage.output_tokens);
+        if let Some(cost) = answer.cost_usd {
+            access::record(Field::CostUsd, cost);
+        }
+        tracing::debug!(
             call_id,
             provider = %answer.provider,
             model = %answer.model,

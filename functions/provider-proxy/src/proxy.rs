@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::metrics::{CallLabels, LlmMetrics};
 use bytes::Bytes;
+use faas_runtime::access::Field;
 use futures_util::StreamExt;
 use prometheus::Registry;
 use providers::pool::PoolGuard;
@@ -286,7 +287,7 @@ impl Proxy {
                 let last = !matches!(event, ProxyStreamEvent::Delta { .. });
                 if tx.send(event.to_sse()).await.is_err() {
                     // The caller hung up: dropping the provider stream cancels the call.
-                    tracing::info!(call_id = %call_id, provider = %prepared.provider, "caller left mid-stream");
+                    tracing::debug!(call_id = %call_id, provider = %prepared.provider, "caller left mid-stream");
                     return;
                 }
                 if last {
@@ -358,7 +359,10 @@ impl Proxy {
     ) -> ProxyError {
         self.metrics
             .record_failure(prepared.labels(), elapsed, error.metric_label());
-        tracing::warn!(call_id, provider = %prepared.provider, error = error.metric_label(), "provider call failed");
+        faas_runtime::access::record(Field::Provider, prepared.provider.as_str());
+        faas_runtime::access::record(Field::Model, prepared.chat.model.as_str());
+        faas_runtime::access::record(Field::Error, error.metric_label());
+        tracing::debug!(call_id, provider = %prepared.provider, error = error.metric_label(), "provider call failed");
         ProxyError::Provider {
             provider: prepared.provider.clone(),
             error,

@@ -31,6 +31,7 @@ pub(crate) fn config(
         max_body_bytes,
         healthcheck_interval: grace,
         write_timeout,
+        log_sample_ok_per_million: 1_000_000,
     }
 }
 
