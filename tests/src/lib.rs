@@ -65,8 +65,13 @@ pub struct Fleet {
     pub vertex: Emulator,
     /// Every other provider's emulator, by provider name.
     pub others: BTreeMap<&'static str, Emulator>,
-    /// An HTTP client for calling the gateway.
+    /// An HTTP client for calling the gateway as one of the fleet's pods:
+    /// it sends the fleet's internal token, so internal functions answer.
     pub http: reqwest::Client,
+    /// An HTTP client without the internal token: any other caller.
+    pub outsider: reqwest::Client,
+    /// The fleet's internal token (the `internal-token` secret).
+    pub internal_token: String,
     secrets: tempfile::TempDir,
 }
 
@@ -86,6 +91,19 @@ pub const OTHER_PROVIDERS: [(&str, ProviderFlavor, &str); 8] = [
     ("anthropic", ProviderFlavor::Anthropic, "ANTHROPIC_BASE_URL"),
     ("bedrock", ProviderFlavor::Bedrock, "BEDROCK_BASE_URL"),
 ];
+
+/// An HTTP client that sends the fleet's internal token on every request.
+fn fleet_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-fleet-token",
+        reqwest::header::HeaderValue::from_str(token).expect("a header value"),
+    );
+    http_client::client_builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
 
 /// A JSON answer.
 #[derive(Debug)]
@@ -131,6 +149,9 @@ impl Fleet {
         }
 
         let secrets = tempfile::tempdir().expect("secrets dir");
+        let internal_token = format!("fleet-token-{}", std::process::id());
+        std::fs::write(secrets.path().join("internal-token"), &internal_token)
+            .expect("write the internal token");
         for (name, value) in &all_secrets {
             if !options.omit_secrets.contains(name) {
                 std::fs::write(secrets.path().join(name), value).expect("write secret");
@@ -178,7 +199,9 @@ impl Fleet {
         // stack.yml lists the seed providers' secrets; a deployment that
         // uses more providers lists theirs too.
         for spec in specs.iter_mut().filter(|s| s.name == "provider-proxy") {
-            spec.secrets = all_secrets.keys().cloned().collect();
+            spec.secrets.extend(all_secrets.keys().cloned());
+            spec.secrets.sort();
+            spec.secrets.dedup();
         }
         let mut gateway = DevGateway::new(specs);
         gateway.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
@@ -191,7 +214,9 @@ impl Fleet {
             groq,
             vertex,
             others,
-            http: http_client::client().expect("an HTTP client"),
+            http: fleet_client(&internal_token),
+            outsider: http_client::client().expect("an HTTP client"),
+            internal_token,
             secrets,
         }
     }

@@ -40,6 +40,9 @@ fn command(env: &[(&str, String)]) -> (Command, String) {
         .env_clear()
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
+        // The embed function alone, called directly: internal calls are
+        // authenticated elsewhere (tests/tests/internal_auth.rs).
+        .env("INTERNAL_AUTH", "off")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

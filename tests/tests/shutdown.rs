@@ -49,6 +49,7 @@ async fn sigterm_keeps_serving_through_the_grace_then_drains_and_exits_zero() {
     for (name, value) in &secrets.0 {
         std::fs::write(secrets_dir.path().join(name), value).unwrap();
     }
+    std::fs::write(secrets_dir.path().join("internal-token"), "shutdown-test").unwrap();
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -89,6 +90,7 @@ async fn sigterm_keeps_serving_through_the_grace_then_drains_and_exits_zero() {
         let body = request.to_string();
         tokio::spawn(async move {
             http.post(url)
+                .header("X-Fleet-Token", "shutdown-test")
                 .body(body)
                 .send()
                 .await

@@ -6,6 +6,37 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 
+/// The fleet's internal token: the one secret the dev gateway makes up when
+/// it is missing, so that a local fleet runs with internal calls
+/// authenticated and nothing to set up.
+const INTERNAL_TOKEN: &str = "internal-token";
+
+/// Writes a random internal token at `path` unless one is there. Functions
+/// start concurrently, so the file is created exclusively: the first writer
+/// wins and everyone reads its token.
+fn ensure_internal_token(path: &Path) -> Result<(), Error> {
+    use std::io::Write as _;
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(mut file) => {
+            file.write_all(token.as_bytes())
+                .map_err(|e| Error::file("writing", path, e))?;
+            tracing::info!(path = %path.display(), "created the fleet's internal token");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::file("creating", path, e)),
+    }
+}
+
 /// Name of the folder, inside the secrets folder, holding one folder per function.
 pub const MOUNTS_DIR: &str = ".mounts";
 
@@ -32,6 +63,9 @@ pub(crate) fn prepare_secrets_mount(
             continue;
         }
         let source = secrets_dir.join(secret);
+        if secret == INTERNAL_TOKEN {
+            ensure_internal_token(&source)?;
+        }
         if !source.is_file() {
             tracing::warn!(
                 function,
@@ -51,6 +85,27 @@ pub(crate) fn prepare_secrets_mount(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_internal_token_is_made_up_once_and_shared() {
+        let dir = std::env::temp_dir().join(format!("dev-gateway-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let listed = vec![INTERNAL_TOKEN.to_owned()];
+        let a = prepare_secrets_mount(&dir, "router", &listed).unwrap();
+        let b = prepare_secrets_mount(&dir, "proxy", &listed).unwrap();
+        let token_a = std::fs::read_to_string(a.join(INTERNAL_TOKEN)).unwrap();
+        let token_b = std::fs::read_to_string(b.join(INTERNAL_TOKEN)).unwrap();
+        assert_eq!(token_a.len(), 64);
+        assert_eq!(token_a, token_b);
+        // An existing token is kept.
+        std::fs::write(dir.join(INTERNAL_TOKEN), "chosen").unwrap();
+        let c = prepare_secrets_mount(&dir, "router", &listed).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(c.join(INTERNAL_TOKEN)).unwrap(),
+            "chosen"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn mounts_exactly_the_listed_existing_secrets() {

@@ -7,6 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use secrets::{INTERNAL_TOKEN, Secret, SecretStore};
+
 use crate::Error;
 use crate::duration;
 
@@ -24,6 +26,11 @@ const WRITE_TIMEOUT: &str = "write_timeout";
 const HEALTHCHECK_INTERVAL: &str = "healthcheck_interval";
 /// The share of successful requests whose access line is logged.
 const LOG_SAMPLE_OK: &str = "LOG_SAMPLE_OK";
+/// `off` lets an internal function answer callers without the internal token.
+const INTERNAL_AUTH: &str = "INTERNAL_AUTH";
+/// Where OpenFaaS mounts secrets.
+const SECRETS_DIR: &str = "SECRETS_DIR";
+const DEFAULT_SECRETS_DIR: &str = "/var/openfaas/secrets";
 
 /// Where the runtime listens when nothing says otherwise: of-watchdog's usual upstream.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
@@ -64,6 +71,11 @@ pub struct RuntimeConfig {
     pub write_timeout: Duration,
     /// Successful requests with an access line, per million (failures always have one).
     pub log_sample_ok_per_million: u32,
+    /// When set, function requests must carry this token in
+    /// [`secrets::INTERNAL_TOKEN_HEADER`] (401 otherwise); the runtime's own
+    /// routes (health, readiness, metrics) stay open. See
+    /// [`RuntimeConfig::internal`].
+    pub internal_token: Option<Secret>,
 }
 
 impl RuntimeConfig {
@@ -133,7 +145,41 @@ impl RuntimeConfig {
             healthcheck_interval,
             write_timeout,
             log_sample_ok_per_million,
+            internal_token: None,
         })
+    }
+
+    /// Makes this an internal function: its requests must carry the fleet's
+    /// internal token, read from the `internal-token` secret in `SECRETS_DIR`
+    /// (default `/var/openfaas/secrets`). `INTERNAL_AUTH=off` turns the check
+    /// off, for local development only.
+    ///
+    /// # Errors
+    /// [`Error::InternalToken`] when the secret is missing or unreadable;
+    /// [`Error::InvalidEnv`] when `INTERNAL_AUTH` is neither `required` nor
+    /// `off`.
+    pub fn internal(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        match get(INTERNAL_AUTH).as_deref().map(str::trim) {
+            None | Some("required") => {}
+            Some("off") => {
+                tracing::warn!(
+                    function = %self.function_name,
+                    "INTERNAL_AUTH=off: any caller that reaches this function is served"
+                );
+                self.internal_token = None;
+                return Ok(self);
+            }
+            Some(other) => {
+                return Err(invalid(INTERNAL_AUTH, other, "expected required or off"));
+            }
+        }
+        let dir = get(SECRETS_DIR).unwrap_or_else(|| DEFAULT_SECRETS_DIR.to_owned());
+        let token = SecretStore::new(dir)
+            .read(INTERNAL_TOKEN)
+            .map_err(|e| Error::InternalToken(e.to_string()))?;
+        self.internal_token = Some(token);
+        Ok(self)
     }
 
     /// Reads the settings from the process environment. A variable whose value is not valid
@@ -269,8 +315,41 @@ mod tests {
                 healthcheck_interval: Duration::from_secs(30),
                 write_timeout: Duration::from_secs(30),
                 log_sample_ok_per_million: 1_000_000,
+                internal_token: None,
             }
         );
+    }
+
+    #[test]
+    fn an_internal_function_needs_its_token_unless_auth_is_off() {
+        let dir = tempfile_dir();
+        let secrets = dir.display().to_string();
+        let internal = |vars: &[(&str, &str)]| {
+            let map: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            config(&[])
+                .expect("defaults")
+                .internal(|name| map.get(name).cloned())
+        };
+        let missing = internal(&[("SECRETS_DIR", &secrets)]).expect_err("no token yet");
+        assert!(matches!(missing, Error::InternalToken(_)), "{missing}");
+        assert!(missing.to_string().contains("internal-token"), "{missing}");
+        let off = internal(&[("SECRETS_DIR", &secrets), ("INTERNAL_AUTH", "off")]).expect("off");
+        assert_eq!(off.internal_token, None);
+        assert!(internal(&[("INTERNAL_AUTH", "maybe")]).is_err());
+        std::fs::write(dir.join("internal-token"), "s3cret\n").expect("write token");
+        let on = internal(&[("SECRETS_DIR", &secrets)]).expect("token present");
+        assert_eq!(on.internal_token, Some(Secret::new("s3cret")));
+        std::fs::remove_dir_all(dir).expect("clean up");
+    }
+
+    /// A fresh folder under the system temp dir.
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("faas-runtime-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub(crate) struct Shared<H> {
     pub(crate) draining: AtomicBool,
     /// Successful requests with an access line, per million.
     pub(crate) log_sample_ok_per_million: u32,
+    /// The token function requests must carry, for an internal function.
+    pub(crate) internal_token: Option<secrets::Secret>,
 }
 
 impl<H> Shared<H> {
@@ -204,6 +206,23 @@ where
     B: http_body::Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
 {
+    if let Some(token) = &shared.internal_token
+        && !carries_token(req.headers(), token)
+    {
+        if request_body::worth_draining(req.headers()) {
+            request_body::discard(req.into_body()).await;
+        }
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            &format!(
+                "{} serves only the fleet's own functions: the {} header is missing or wrong",
+                shared.function_name,
+                secrets::INTERNAL_TOKEN_HEADER
+            ),
+            None,
+        );
+    }
     let limit = shared.max_body_bytes;
     if request_body::declared_too_large(req.headers(), limit) {
         tracing::warn!(limit, "declared request body length over the limit");
@@ -243,6 +262,19 @@ where
         received_at,
     };
     call_handler(handler, Request::from_parts(parts, body), cx).await
+}
+
+/// Whether the request carries `token`, compared in constant time.
+fn carries_token(headers: &http::HeaderMap, token: &secrets::Secret) -> bool {
+    headers
+        .get(secrets::INTERNAL_TOKEN_HEADER)
+        .is_some_and(|sent| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(
+                sent.as_bytes(),
+                token.expose().as_bytes(),
+            )
+            .is_ok()
+        })
 }
 
 fn too_large(limit: usize) -> Response<Body> {
@@ -323,6 +355,7 @@ mod tests {
             phase: rx,
             draining: AtomicBool::new(false),
             log_sample_ok_per_million: 1_000_000,
+            internal_token: None,
         });
         (shared, tx)
     }
@@ -354,6 +387,55 @@ mod tests {
         handler_fn(|req: Request<Bytes>, _cx: RequestContext| async move {
             Response::new(full(format!("{} {}", req.method(), req.uri())))
         })
+    }
+
+    #[tokio::test]
+    async fn an_internal_function_answers_only_requests_with_the_token() {
+        let registry = Registry::new();
+        let metrics = RuntimeMetrics::register(&registry, "test-fn").expect("registers");
+        let (_tx, rx) = watch::channel(Phase::Ready(Arc::new(echo())));
+        let shared = Arc::new(Shared {
+            function_name: "test-fn".to_owned(),
+            max_body_bytes: 8,
+            registry,
+            metrics,
+            phase: rx,
+            draining: AtomicBool::new(false),
+            log_sample_ok_per_million: 1_000_000,
+            internal_token: Some(secrets::Secret::new("right-token")),
+        });
+        let with = |token: &str| {
+            let mut req = request("POST", "/", "{}");
+            req.headers_mut().insert(
+                secrets::INTERNAL_TOKEN_HEADER,
+                http::HeaderValue::from_str(token).expect("header"),
+            );
+            req
+        };
+        let (status, body) = send(&shared, request("POST", "/", "{}")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(body.contains("X-Fleet-Token"), "{body}");
+        assert!(!body.contains("right-token"), "{body}");
+        for wrong in ["wrong-token", "right-toke", "right-token-", ""] {
+            assert_eq!(
+                send(&shared, with(wrong)).await.0,
+                StatusCode::UNAUTHORIZED,
+                "{wrong:?}"
+            );
+        }
+        assert_eq!(
+            send(&shared, with("right-token")).await,
+            (StatusCode::OK, "POST /".to_owned())
+        );
+        // The runtime's own routes stay open: probes and scrapes carry no token.
+        assert_eq!(
+            send(&shared, request("GET", "/_/health", "")).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            send(&shared, request("GET", "/metrics", "")).await.0,
+            StatusCode::OK
+        );
     }
 
     #[tokio::test]

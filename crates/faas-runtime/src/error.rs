@@ -38,6 +38,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An internal function has no internal token to check callers against.
+    #[error(
+        "{0}; an internal function answers only the fleet: create the secret \
+         (faas-cli secret create internal-token --from-literal=\"$(openssl rand -hex 32)\"), \
+         or set INTERNAL_AUTH=off for local development"
+    )]
+    InternalToken(String),
+
     /// The runtime's metric families could not be registered (for example because the registry
     /// already holds families of the same names).
     #[error("cannot register the runtime metrics: {0}")]

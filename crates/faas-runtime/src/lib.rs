@@ -44,7 +44,7 @@ pub use error::Error;
 pub use handler::{Handler, HandlerFn, RequestContext, handler_fn};
 pub use metrics::{REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, register_metric};
 pub use response::{error_response, json_error, json_response, sse_response};
-pub use run::run;
+pub use run::{run, run_internal};
 pub use server::{bind, serve};
 pub use signal::shutdown_signal;
 pub use telemetry::init_tracing;

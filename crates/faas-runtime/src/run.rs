@@ -44,8 +44,50 @@ where
     H: Handler,
     E: Display,
 {
+    run_with(function_name, Access::Public, registry, init).await
+}
+
+/// As [`run`], for a function only the fleet may call: every function
+/// request must carry the fleet's internal token (see
+/// [`RuntimeConfig::internal`]); without the secret the process does not
+/// start.
+pub async fn run_internal<H, E, F, I>(function_name: &str, registry: Registry, init: I) -> ExitCode
+where
+    I: FnOnce(RuntimeConfig) -> F,
+    F: Future<Output = Result<H, E>> + Send,
+    H: Handler,
+    E: Display,
+{
+    run_with(function_name, Access::Internal, registry, init).await
+}
+
+/// Who may call a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Anyone that reaches it (the function authenticates its callers itself).
+    Public,
+    /// Only other functions of the fleet.
+    Internal,
+}
+
+async fn run_with<H, E, F, I>(
+    function_name: &str,
+    access: Access,
+    registry: Registry,
+    init: I,
+) -> ExitCode
+where
+    I: FnOnce(RuntimeConfig) -> F,
+    F: Future<Output = Result<H, E>> + Send,
+    H: Handler,
+    E: Display,
+{
     init_tracing();
-    let config = match RuntimeConfig::from_process_env(function_name) {
+    let config = RuntimeConfig::from_process_env(function_name).and_then(|config| match access {
+        Access::Public => Ok(config),
+        Access::Internal => config.internal(|name| std::env::var(name).ok()),
+    });
+    let config = match config {
         Ok(config) => config,
         Err(err) => {
             tracing::error!(function = function_name, error = %err, "invalid configuration");

@@ -88,6 +88,7 @@ where
         phase: phase_rx,
         draining: AtomicBool::new(false),
         log_sample_ok_per_million: config.log_sample_ok_per_million,
+        internal_token: config.internal_token.clone(),
     });
     match listener.local_addr() {
         Ok(addr) => tracing::info!(

@@ -12,7 +12,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use routing_core::api::{ErrorBody, ErrorDetail, ProxyStreamEvent};
-use routing_core::env::{DEFAULT_GATEWAY_URL, ENV_GATEWAY_URL, Env};
+use routing_core::env::{
+    DEFAULT_GATEWAY_URL, DEFAULT_SECRETS_DIR, ENV_GATEWAY_URL, ENV_SECRETS_DIR, Env,
+};
+use secrets::{INTERNAL_TOKEN, INTERNAL_TOKEN_HEADER, Secret, SecretError, SecretStore};
 
 /// The header that carries the call id through the fleet.
 pub const CALL_ID_HEADER: &str = "X-Call-Id";
@@ -67,18 +70,53 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<ProxyStreamEvent, Invoke
 pub struct FunctionClient {
     base_url: String,
     http: reqwest::Client,
+    /// The fleet's internal token, sent on every call when present.
+    token: Option<Secret>,
 }
 
 impl FunctionClient {
     /// A client for the gateway at `base_url` (no trailing slash needed).
     pub fn new(base_url: impl Into<String>, http: reqwest::Client) -> Self {
         let base_url = base_url.into().trim_end_matches('/').to_owned();
-        Self { base_url, http }
+        Self {
+            base_url,
+            http,
+            token: None,
+        }
     }
 
-    /// Reads `OPENFAAS_GATEWAY_URL` (default `http://gateway.openfaas:8080`).
-    pub fn from_env(env: &Env, http: reqwest::Client) -> Self {
-        Self::new(env.get_or(ENV_GATEWAY_URL, DEFAULT_GATEWAY_URL), http)
+    /// Sends `token` in [`INTERNAL_TOKEN_HEADER`] on every call, so that the
+    /// fleet's internal functions answer.
+    #[must_use]
+    pub fn with_token(mut self, token: Secret) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Reads `OPENFAAS_GATEWAY_URL` (default `http://gateway.openfaas:8080`)
+    /// and the `internal-token` secret from `SECRETS_DIR`, when mounted.
+    ///
+    /// # Errors
+    /// When the secret exists but cannot be read.
+    pub fn from_env(env: &Env, http: reqwest::Client) -> Result<Self, SecretError> {
+        let client = Self::new(env.get_or(ENV_GATEWAY_URL, DEFAULT_GATEWAY_URL), http);
+        let secrets = SecretStore::new(env.get_or(ENV_SECRETS_DIR, DEFAULT_SECRETS_DIR));
+        Ok(match secrets.read_optional(INTERNAL_TOKEN)? {
+            Some(token) => client.with_token(token),
+            None => client,
+        })
+    }
+
+    /// A POST to `function` at `path`, with the fleet's headers.
+    fn post(&self, function: &str, path: &str, call_id: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .post(self.function_url(function, path))
+            .header(CALL_ID_HEADER, call_id);
+        match &self.token {
+            Some(token) => request.header(INTERNAL_TOKEN_HEADER, token.expose()),
+            None => request,
+        }
     }
 
     /// The gateway base URL.
@@ -106,9 +144,7 @@ impl FunctionClient {
     {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let request = self
-            .http
-            .post(self.function_url(function, path))
-            .header(CALL_ID_HEADER, call_id)
+            .post(function, path, call_id)
             .header(WATCHDOG_TIMEOUT_HEADER, format!("{}ms", timeout_ms.max(1)))
             .json(body)
             .timeout(timeout);
@@ -148,9 +184,7 @@ impl FunctionClient {
     {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let response = self
-            .http
-            .post(self.function_url(function, path))
-            .header(CALL_ID_HEADER, call_id)
+            .post(function, path, call_id)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(body)
             .timeout(timeout)
@@ -235,7 +269,8 @@ mod tests {
             client.function_url("classify", "/"),
             "http://127.0.0.1:8080/function/classify/"
         );
-        let default = FunctionClient::from_env(&Env::default(), http);
+        let default =
+            FunctionClient::from_env(&Env::default(), http).expect("no secrets are mounted here");
         assert_eq!(default.base_url(), DEFAULT_GATEWAY_URL);
     }
 }

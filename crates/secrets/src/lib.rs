@@ -4,6 +4,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The secret every function of the fleet shares: functions that are not
+/// meant for callers outside the fleet (classify, embed, provider-proxy)
+/// answer only requests that carry it in [`INTERNAL_TOKEN_HEADER`].
+pub const INTERNAL_TOKEN: &str = "internal-token";
+/// The header that carries [`INTERNAL_TOKEN`] on calls between functions.
+pub const INTERNAL_TOKEN_HEADER: &str = "X-Fleet-Token";
+
 /// A secret value whose `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

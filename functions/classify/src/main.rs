@@ -13,7 +13,7 @@ use prometheus::Registry;
 async fn main() -> ExitCode {
     let registry = Registry::new();
     let metrics = registry.clone();
-    faas_runtime::run("classify", registry, |_config| async move {
+    faas_runtime::run_internal("classify", registry, |_config| async move {
         handler::ClassifyHandler::new(&metrics)
     })
     .await

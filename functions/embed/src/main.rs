@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
     let registry = Registry::new();
     let metrics = registry.clone();
     // The runtime listens (and answers /_/health) while this loads the model.
-    faas_runtime::run("embed", registry, |_config| async move {
+    faas_runtime::run_internal("embed", registry, |_config| async move {
         let env = Env::from_process();
         let config = config::EmbedConfig::from_env(&env)?;
         let embedder = embedder::Embedder::new(config, &env, &metrics).await?;

@@ -366,7 +366,7 @@ impl Router {
             live: policy.live_stats(),
             policy,
             budgets: BudgetTracker::new(),
-            functions: FunctionClient::from_env(env, http),
+            functions: FunctionClient::from_env(env, http).map_err(|e| e.to_string())?,
             classify_timeout: Duration::from_millis(classify_timeout_ms),
             requests,
             duration,

@@ -18,7 +18,7 @@ use routing_core::env::Env;
 async fn main() -> ExitCode {
     let registry = Registry::new();
     let metrics = registry.clone();
-    faas_runtime::run("provider-proxy", registry, |_config| async move {
+    faas_runtime::run_internal("provider-proxy", registry, |_config| async move {
         let proxy = proxy::Proxy::new(&Env::from_process(), &metrics)?;
         Ok::<_, String>(handler::ProxyHandler::new(proxy))
     })

@@ -32,6 +32,7 @@ pub(crate) fn config(
         healthcheck_interval: grace,
         write_timeout,
         log_sample_ok_per_million: 1_000_000,
+        internal_token: None,
     }
 }
 
