@@ -188,6 +188,23 @@ class OnlineTest(unittest.TestCase):
         with self.assertRaises(SystemExit):
             er.split_online(self.items, 250, 100)
 
+    def test_length_buckets_follow_the_router(self):
+        # 4 characters a token; buckets below 32, 128, 512, 2048 tokens, then 4.
+        for chars, bucket in [(0, 0), (124, 0), (125, 1), (508, 1), (509, 2), (2044, 2), (2045, 3),
+                              (8188, 3), (8189, 4), (10 ** 6, 4)]:
+            self.assertEqual(er.length_bucket("x" * chars), bucket, chars)
+
+    def test_a_context_ceiling_ranks_by_the_context_mean(self):
+        # Context "b" gains everything, "a" nothing: ranking by context is the oracle here.
+        keys = ["a", "b"] * 50
+        gains = [0.0, 1.0] * 50
+        weak = [1.0, 0.0] * 10
+        strong = [1.0, 1.0] * 10
+        ceiling = er.context_ceiling(keys, gains, ["a", "b"] * 10, [0.0] * 20, weak, strong)
+        self.assertAlmostEqual(ceiling, 0.75)
+        # A context the stream never saw ranks at the overall mean, here a tie: APGR one half.
+        self.assertAlmostEqual(er.context_ceiling(keys, gains, ["c"] * 20, [0.0] * 20, weak, strong), 0.5)
+
     def test_the_online_policy_ranks_the_pair_by_score(self):
         base = er.DEFAULT_POLICY.read_text(encoding="utf-8")
         doc = er.tomllib.loads(er.online_policy(base, er.ONLINE_WEAK, er.ONLINE_STRONG, 4.0))
