@@ -111,5 +111,110 @@ class RankingTest(unittest.TestCase):
         self.assertEqual(result["rankings"], again["rankings"])
 
 
+class OnlineTest(unittest.TestCase):
+    """The learning curve's metrics (scripts/eval-routing --online)."""
+
+    def setUp(self):
+        self.items = synthetic(300, seed=11)
+        self.weak = [it.weak for it in self.items]
+        self.strong = [it.strong for it in self.items]
+        rng = random.Random(5)
+        self.noise = [rng.random() for _ in self.items]
+
+    def metrics(self, scores, calls, prior_scores, prior_calls, replicates=100):
+        return er.checkpoint_metrics(scores, calls, prior_scores, prior_calls, self.weak, self.strong,
+                                     replicates, seed=3)
+
+    def test_the_prior_against_itself_is_zero(self):
+        calls = [u > 0.6 for u in self.noise]
+        m = self.metrics(self.noise, calls, self.noise, calls)
+        self.assertAlmostEqual(m["apgr_delta"]["value"], 0.0)
+        self.assertEqual(m["apgr_delta"]["ci"], [0.0, 0.0])
+        self.assertEqual(m["quality_delta"]["ci"], [0.0, 0.0])
+        self.assertAlmostEqual(m["strong_share"]["value"], sum(calls) / len(calls))
+
+    def test_a_better_ranking_rises_measurably(self):
+        oracle = [it.strong - it.weak + 0.01 * u for it, u in zip(self.items, self.noise)]
+        calls = [s > 0.5 for s in oracle]
+        prior_calls = [u > 0.8 for u in self.noise]
+        m = self.metrics(oracle, calls, self.noise, prior_calls)
+        self.assertGreater(m["apgr_delta"]["ci"][0], 0.0, m["apgr_delta"])
+        # Sending exactly the prompts only the strong model gets right beats the prior's curve at
+        # that share, and its PGR is 1.
+        self.assertGreater(m["quality_vs_prior_curve"]["ci"][0], 0.0, m["quality_vs_prior_curve"])
+        self.assertAlmostEqual(m["pgr"]["value"], 1.0 + sum(
+            1 for it in self.items if it.weak > it.strong) / sum(it.strong - it.weak for it in self.items))
+        for k, v in m.items():
+            lo, hi = v["ci"]
+            self.assertTrue(lo - 1e-9 <= v["value"] <= hi + 1e-9, (k, v))
+        self.assertEqual(m, self.metrics(oracle, calls, self.noise, prior_calls), "seeded")
+
+    def test_decisions_on_the_prior_curve_gain_nothing_at_equal_cost(self):
+        # Strong calls for the top fifth of the prior's own ranking: a point of its curve.
+        order = sorted(range(len(self.items)), key=lambda i: -self.noise[i])
+        top = set(order[: len(order) // 5])
+        calls = [i in top for i in range(len(self.items))]
+        m = self.metrics(self.noise, calls, self.noise, calls, replicates=0)
+        self.assertAlmostEqual(m["quality_vs_prior_curve"]["value"], 0.0, places=9)
+
+    def test_quality_at_interpolates(self):
+        points = [(0.0, 0.5), (0.5, 1.0), (1.0, 1.0)]
+        self.assertAlmostEqual(er.quality_at(points, 0.25), 0.75)
+        self.assertEqual(er.quality_at(points, 0.0), 0.5)
+        self.assertEqual(er.quality_at(points, 1.0), 1.0)
+
+    def test_predicted_gain_and_its_ties(self):
+        route = {"predicted_quality": [{"model": "s", "quality": 0.9}, {"model": "w", "quality": 0.6}]}
+        self.assertAlmostEqual(er.predicted_gain(route, "w", "s"), 0.3)
+        self.assertIsNone(er.predicted_gain({"predicted_quality": []}, "w", "s"))
+        # Equal gains are ordered by needs_strong; any gain difference outranks needs_strong.
+        self.assertGreater(er.gain_score(0.3, 0.9), er.gain_score(0.3, 0.1))
+        self.assertGreater(er.gain_score(0.3001, 0.0), er.gain_score(0.3, 1.0))
+
+    def test_stream_windows(self):
+        events = [{"explored": i % 10 == 0, "strong_call": i % 2 == 0, "reward": 1.0 if i < 5 else 0.0,
+                   "fallback": False} for i in range(12)]
+        w = er.stream_windows(events, 5)
+        self.assertEqual([x["events"] for x in w], [[1, 5], [6, 10], [11, 12]])
+        self.assertEqual([x["reward"] for x in w], [1.0, 0.0, 0.0])
+        self.assertEqual(w[0]["explored"], 0.2)
+        self.assertEqual(w[2]["strong_share"], 0.5)
+
+    def test_the_stream_and_the_held_out_slice_are_disjoint(self):
+        stream, held = er.split_online(self.items, 200, 100)
+        self.assertEqual(len(stream), 200)
+        self.assertEqual(len(held), 100)
+        self.assertFalse({id(it) for it in stream} & {id(it) for it in held})
+        with self.assertRaises(SystemExit):
+            er.split_online(self.items, 250, 100)
+
+    def test_length_buckets_follow_the_router(self):
+        # 4 characters a token; buckets below 32, 128, 512, 2048 tokens, then 4.
+        for chars, bucket in [(0, 0), (124, 0), (125, 1), (508, 1), (509, 2), (2044, 2), (2045, 3),
+                              (8188, 3), (8189, 4), (10 ** 6, 4)]:
+            self.assertEqual(er.length_bucket("x" * chars), bucket, chars)
+
+    def test_a_context_ceiling_ranks_by_the_context_mean(self):
+        # Context "b" gains everything, "a" nothing: ranking by context is the oracle here.
+        keys = ["a", "b"] * 50
+        gains = [0.0, 1.0] * 50
+        weak = [1.0, 0.0] * 10
+        strong = [1.0, 1.0] * 10
+        ceiling = er.context_ceiling(keys, gains, ["a", "b"] * 10, [0.0] * 20, weak, strong)
+        self.assertAlmostEqual(ceiling, 0.75)
+        # A context the stream never saw ranks at the overall mean, here a tie: APGR one half.
+        self.assertAlmostEqual(er.context_ceiling(keys, gains, ["c"] * 20, [0.0] * 20, weak, strong), 0.5)
+
+    def test_the_online_policy_ranks_the_pair_by_score(self):
+        base = er.DEFAULT_POLICY.read_text(encoding="utf-8")
+        doc = er.tomllib.loads(er.online_policy(base, er.ONLINE_WEAK, er.ONLINE_STRONG, 4.0))
+        rules = {r["name"]: r for r in doc["rule"]}
+        self.assertEqual(list(rules), ["embed_local", "private_local", "learned_pair"])
+        self.assertEqual(rules["learned_pair"]["models"], [er.ONLINE_WEAK, er.ONLINE_STRONG])
+        self.assertNotIn("rank", rules["learned_pair"])  # ranked by score
+        self.assertEqual(doc["calibration"]["tenant"][0]["tenant"], er.HOLDOUT_TENANT)
+        self.assertEqual(len(doc["model"]), len(er.tomllib.loads(base)["model"]))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -159,6 +159,84 @@ fn a_cold_start_routes_as_the_static_priors() {
     }
 }
 
+/// A weak and a strong generate model whose static quality differs by
+/// tier, ranked by quality alone.
+fn weak_and_strong() -> Policy {
+    let mut text = String::from("version = 1\n[learning]\nmin_observations = 10\n");
+    for (id, q) in [
+        ("w", "0.72, medium = 0.5, hard = 0.3"),
+        ("s", "0.9, medium = 0.8, hard = 0.65"),
+    ] {
+        text.push_str(&format!(
+            "[[model]]\nid = \"{id}\"\nprovider = \"p{id}\"\nmodel = \"{id}\"\n\
+             locality = \"external\"\ntasks = [\"generate\"]\ncontext_window = 32768\n\
+             ttft_ms = 100\ntokens_per_s = 100\nquality = {{ simple = {q} }}\n\
+             price = {{ input = 0.1, output = 0.1, as_of = \"t\", source = \"t\" }}\n",
+        ));
+    }
+    text.push_str(
+        "[[rule]]\nname = \"all\"\nweights = { quality = 1.0, cost = 0.0, latency = 0.0 }\n",
+    );
+    Policy::parse(&text, "pair").expect("valid policy")
+}
+
+#[test]
+fn a_learned_cell_predicts_one_quality_whatever_the_confidence() {
+    let policy = weak_and_strong();
+    let learner = Learner::in_memory(5);
+    let live = LiveStats::new(policy.live_config());
+    let tracker = BudgetTracker::new();
+    let view = BudgetView::new(&tracker, SystemTime::now());
+    let mut sure = input(None);
+    sure.difficulty = Some(Difficulty::Simple);
+    sure.confidence = Some(0.95);
+    let mut unsure = sure.clone();
+    unsure.confidence = Some(0.4);
+    let context = LearningContext::for_input(&sure);
+    assert_eq!(context, LearningContext::for_input(&unsure));
+    let key = ArmKey {
+        model: "w".to_owned(),
+        context,
+    };
+    let quality = |input: &SelectionInput, learned: &Learned, model: &str| {
+        let decision = policy.select_learned(input, &live, &view, learned).unwrap();
+        let c = decision
+            .chain()
+            .find(|c| c.model.id == model)
+            .unwrap()
+            .clone();
+        (c.quality, c.prior_quality, c.quality_source)
+    };
+    // Below min_observations: each request's own prior, blended by its
+    // confidence toward the adjacent tier, as without learning.
+    for _ in 0..9 {
+        ready(learner.learn(policy.learning(), None, &key, 1.0)).unwrap();
+    }
+    let learned = ready(learner.view(&policy, &context)).unwrap();
+    let (q_sure, prior_sure, source) = quality(&sure, &learned, "w");
+    let (q_unsure, prior_unsure, _) = quality(&unsure, &learned, "w");
+    assert_eq!(source, QualitySource::Prior);
+    assert_eq!((q_sure, q_unsure), (prior_sure, prior_unsure));
+    assert!(prior_sure > prior_unsure, "{prior_sure} {prior_unsure}");
+    // Learned: one prediction for the cell, from the tier's own prior
+    // (0.72, worth 20 observations) and the 30 rewards of 1.
+    for _ in 9..30 {
+        ready(learner.learn(policy.learning(), None, &key, 1.0)).unwrap();
+    }
+    let learned = ready(learner.view(&policy, &context)).unwrap();
+    let (q_sure, _, source) = quality(&sure, &learned, "w");
+    let (q_unsure, _, _) = quality(&unsure, &learned, "w");
+    assert_eq!(source, QualitySource::Learned);
+    assert_eq!(q_sure, q_unsure);
+    let expected = (20.0 * 0.72 + 30.0) / 50.0;
+    assert!((f64::from(q_sure) - expected).abs() < 1e-6, "{q_sure}");
+    // The model never observed keeps each request's blended prior.
+    let (s_sure, _, source) = quality(&sure, &learned, "s");
+    let (s_unsure, _, _) = quality(&unsure, &learned, "s");
+    assert_eq!(source, QualitySource::Prior);
+    assert!(s_sure > s_unsure, "{s_sure} {s_unsure}");
+}
+
 #[test]
 fn few_observations_keep_the_prior_then_blend_by_count() {
     let config = LearningConfig {

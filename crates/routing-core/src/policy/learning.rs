@@ -13,7 +13,13 @@
 //!   worth [`LearningConfig::prior_weight`] observations. The predicted
 //!   quality is the posterior mean `(k·q + Σr) / (k + n)`, a blend by
 //!   observation count; below [`LearningConfig::min_observations`] the static
-//!   prior is used as is, so a cold start routes exactly as without learning.
+//!   prior is used as is (blended by the classifier's confidence, as without
+//!   learning), so a cold start routes exactly as without learning. The
+//!   posterior's `q` is the cell's own prior, the tier's static quality not
+//!   blended by confidence: the rewards were observed over the whole cell,
+//!   not per confidence, so every request of a learned cell gets one
+//!   prediction (blending each request's confidence back in only added
+//!   noise to the learned ranking).
 //! - **Learning** only from the outcome of the model that served (explicit
 //!   feedback) or that failed (an implicit signal: a fallback or an
 //!   escalation): never from a model that was not called.
@@ -203,6 +209,9 @@ pub struct Prediction {
 #[derive(Debug, Clone)]
 pub struct Learned {
     stats: HashMap<String, ArmStats>,
+    /// The prior of each model's posterior in this context: its static
+    /// quality for the context's task and tier (no confidence blend).
+    cell_priors: HashMap<String, f32>,
     prior_weight: f64,
     min_observations: u64,
 }
@@ -219,6 +228,7 @@ impl Learned {
     pub fn new(config: &LearningConfig) -> Self {
         Self {
             stats: HashMap::new(),
+            cell_priors: HashMap::new(),
             prior_weight: config.prior_weight,
             min_observations: config.min_observations,
         }
@@ -229,15 +239,23 @@ impl Learned {
         self.stats.insert(model.into(), stats);
     }
 
+    /// Sets the prior of `model`'s posterior in this context (its static
+    /// quality for the context's task and tier); without one, the prior
+    /// passed to [`Learned::predict`] is used.
+    pub fn insert_cell_prior(&mut self, model: impl Into<String>, prior: f32) {
+        self.cell_priors.insert(model.into(), prior);
+    }
+
     /// What `model` observed in this context.
     pub fn stats(&self, model: &str) -> ArmStats {
         self.stats.get(model).copied().unwrap_or_default()
     }
 
-    /// The posterior's mean and standard deviation for `model` given its
-    /// static `prior`.
+    /// The posterior's mean and standard deviation for `model`: its cell
+    /// prior when set, else the request's static `prior`.
     fn posterior(&self, model: &str, prior: f32) -> (f64, f64) {
         let s = self.stats(model);
+        let prior = self.cell_priors.get(model).copied().unwrap_or(prior);
         let q = f64::from(prior).clamp(0.0, 1.0);
         let k = self.prior_weight;
         let alpha = k * q + s.reward_sum;
@@ -253,7 +271,7 @@ impl Learned {
 
     /// The predicted quality of `model` whose static quality for this
     /// request is `prior`: the prior until `min_observations`, then the
-    /// posterior mean.
+    /// posterior mean (from the cell prior when one was set).
     pub fn predict(&self, model: &str, prior: f32) -> Prediction {
         let n = self.stats(model).n;
         if n == 0 || n < self.min_observations {
@@ -296,7 +314,7 @@ impl Learner {
     }
 
     /// What every catalogue model serving the context's task learned in it
-    /// (one store call).
+    /// (one store call), with each observed model's cell prior.
     pub async fn view(
         &self,
         policy: &Policy,
@@ -316,8 +334,15 @@ impl Learner {
             })
             .collect();
         let stats = self.store.get(&keys).await?;
+        let unknown = policy.selection_config().unknown_difficulty;
         for (key, s) in keys.into_iter().zip(stats) {
             if s.n > 0 {
+                if let Some(model) = policy.model(&key.model) {
+                    let prior = model
+                        .quality
+                        .expected(context.task, context.tier, unknown, None);
+                    learned.insert_cell_prior(key.model.clone(), prior);
+                }
                 learned.insert(key.model, s);
             }
         }
