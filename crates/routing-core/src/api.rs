@@ -150,7 +150,7 @@ pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Invali
         });
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = inner.to_string();
@@ -171,7 +171,14 @@ pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Invali
                 message,
             },
         }
-    })
+    })?;
+    // One JSON document, nothing after it but whitespace: a proxy or a
+    // client that appends bytes must not have them silently dropped.
+    de.end().map_err(|e| InvalidRequest {
+        param: None,
+        message: format!("invalid JSON: unexpected bytes after the JSON body ({e})"),
+    })?;
+    Ok(value)
 }
 
 fn unknown_field_name(message: &str) -> Option<String> {
@@ -1072,6 +1079,20 @@ mod tests {
             quality_weak: Some(0.5),
             quality_strong: Some(0.75),
         });
+    }
+
+    #[test]
+    fn bytes_after_the_json_body_are_refused() {
+        for body in [
+            &br#"{"task":"generate","prompt":"hi"} x"#[..],
+            br#"{"task":"generate","prompt":"hi"}{"prompt":"again"}"#,
+            b"{\"task\":\"generate\",\"prompt\":\"hi\"}\0",
+        ] {
+            let err = RouteRequest::parse(body).err();
+            let message = err.map(|e| e.message).unwrap_or_default();
+            assert!(message.contains("after the JSON body"), "{message}");
+        }
+        assert!(RouteRequest::parse(b"{\"task\":\"generate\",\"prompt\":\"hi\"}\n\t ").is_ok());
     }
 
     #[test]
