@@ -215,6 +215,7 @@ fn failure(function: &str, status: reqwest::StatusCode, bytes: &[u8]) -> InvokeE
             kind: "upstream_error".to_owned(),
             param: None,
             code: None,
+            failure: None,
         });
     InvokeError::Failed {
         function: function.to_owned(),

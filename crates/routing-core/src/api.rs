@@ -853,6 +853,10 @@ pub struct ErrorDetail {
     /// A machine-readable code.
     #[serde(default)]
     pub code: Option<String>,
+    /// Why the call failed, as a class the resilience layer acts on (set by
+    /// provider-proxy on every error it answers with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<crate::failure::Failure>,
 }
 
 impl ErrorDetail {
@@ -863,6 +867,7 @@ impl ErrorDetail {
             kind: kind.into(),
             param: None,
             code: None,
+            failure: None,
         }
     }
 }
@@ -1047,6 +1052,7 @@ mod tests {
                 kind: "upstream_error".to_owned(),
                 param: None,
                 code: None,
+                failure: None,
             },
         });
     }
@@ -1103,6 +1109,7 @@ mod tests {
                 kind: "invalid_request_error".to_owned(),
                 param: Some("task".to_owned()),
                 code: None,
+                failure: None,
             },
         });
     }
