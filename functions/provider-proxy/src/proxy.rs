@@ -18,6 +18,7 @@ use routing_core::api::{
     ErrorDetail, InvalidRequest, ProxyRequest, ProxyResponse, ProxyStreamEvent, parse_json,
 };
 use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR, Env};
+use routing_core::failure::{Failure, FailureClass};
 
 use routing_core::pricing::Catalogue;
 use secrets::SecretStore;
@@ -25,6 +26,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::pools::{PoolListing, ReplicaPools};
+use crate::sanitise::sanitise;
 use tokio::time::Instant;
 
 /// `PROVIDER_TIMEOUT_MS`: the longest any provider call may take.
@@ -72,19 +74,36 @@ impl ProxyError {
         }
     }
 
-    /// JSON error body.
+    /// JSON error body, with the failure class the router acts on. A
+    /// provider's own text is sanitised (it may name our project,
+    /// organisation or account); the log keeps it whole.
     pub(crate) fn detail(&self) -> ErrorDetail {
-        let (kind, param) = match self {
-            ProxyError::Invalid(e) => return ErrorDetail::from(e),
-            ProxyError::PrivateToExternal { .. } => {
-                ("private_request_refused", Some("provider".to_owned()))
+        let bad_request = Some(Failure::new(FailureClass::BadRequest));
+        let (kind, param, message, failure) = match self {
+            ProxyError::Invalid(e) => {
+                return ErrorDetail {
+                    failure: bad_request,
+                    ..ErrorDetail::from(e)
+                };
             }
-            ProxyError::Provider { error, .. } => (error.metric_label(), None),
-            ProxyError::NotFound { .. } => ("not_found", None),
+            ProxyError::PrivateToExternal { .. } => (
+                "private_request_refused",
+                Some("provider".to_owned()),
+                self.to_string(),
+                bad_request,
+            ),
+            ProxyError::Provider { provider, error } => (
+                error.metric_label(),
+                None,
+                format!("{provider}: {}", sanitise(&error.to_string())),
+                Some(error.failure()),
+            ),
+            ProxyError::NotFound { .. } => ("not_found", None, self.to_string(), bad_request),
         };
         ErrorDetail {
             param,
-            ..ErrorDetail::new(kind, self.to_string())
+            failure,
+            ..ErrorDetail::new(kind, message)
         }
     }
 }
@@ -299,11 +318,13 @@ impl Proxy {
         }
         match tokio::time::timeout_at(cx.deadline, self.pools.pick(&prepared.provider)).await {
             Ok(Some((provider, guard))) => Ok((provider, Some(guard))),
+            // Every replica is down or draining: the provider is out, not
+            // misconfigured.
             Ok(None) => Err(ProxyError::Provider {
                 provider: prepared.provider.clone(),
-                error: ProviderError::NotConfigured {
-                    provider: prepared.provider.clone(),
-                    reason: "its pool has no usable replica".to_owned(),
+                error: ProviderError::Overloaded {
+                    retry_after: None,
+                    message: "its pool has no usable replica".to_owned(),
                 },
             }),
             Err(_) => Err(self.meter_failure(
@@ -351,7 +372,7 @@ impl Proxy {
             elapsed,
             error.metric_label(),
         );
-        tracing::warn!(call_id, provider = %prepared.provider, error = error.metric_label(), "provider call failed");
+        tracing::warn!(call_id, provider = %prepared.provider, model = %prepared.chat.model, error = error.metric_label(), detail = %error, "provider call failed");
         ProxyError::Provider {
             provider: prepared.provider.clone(),
             error,
