@@ -184,6 +184,13 @@ impl Proxy {
             }
             .into());
         };
+        if let Err(message) = providers::check_model_id(provider.kind(), &request.model) {
+            return Err(InvalidRequest {
+                param: Some("model".to_owned()),
+                message,
+            }
+            .into());
+        }
         if request.private && provider.locality() != Locality::InCluster {
             return Err(ProxyError::PrivateToExternal {
                 provider: request.provider,
