@@ -64,14 +64,6 @@ impl From<NoRoute> for RouterError {
 }
 
 impl RouterError {
-    /// The failed downstream call, if that is what this is.
-    pub(crate) fn downstream(&self) -> Option<&InvokeError> {
-        match self {
-            RouterError::Downstream(e) => Some(e),
-            _ => None,
-        }
-    }
-
     /// The HTTP status to answer with.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
@@ -98,8 +90,16 @@ impl RouterError {
         }
     }
 
-    /// The JSON error body.
+    /// The JSON error body, with the failure class when a call failed.
     pub(crate) fn detail(&self) -> ErrorDetail {
+        let mut detail = self.detail_unclassed();
+        if detail.failure.is_none() {
+            detail.failure = crate::resilience::failure_of(self);
+        }
+        detail
+    }
+
+    fn detail_unclassed(&self) -> ErrorDetail {
         let simple = |kind: &str| ErrorDetail::new(kind, self.to_string());
         match self {
             RouterError::Invalid(e) => ErrorDetail::from(e),
