@@ -105,18 +105,32 @@ pub(crate) struct Slice {
     pub fair: bool,
 }
 
-/// The class of a failed attempt.
-pub(crate) fn classify(error: &RouterError) -> FailureClass {
+/// The class of a failed attempt that was given `slice`.
+pub(crate) fn classify(error: &RouterError, slice: &Slice) -> FailureClass {
+    match error {
+        RouterError::Downstream(e)
+            if matches!(e.as_ref(), InvokeError::Timeout { .. })
+                && slice.timeout < slice.remaining =>
+        {
+            // provider-proxy is told to give up before the attempt's slice
+            // ends; when it has not answered by then it is slow or stuck,
+            // which is its own health (a flood of callers can cause it), and
+            // the budget left goes to the next model.
+            FailureClass::UnreachableProxy
+        }
+        other => classify_error(other),
+    }
+}
+
+/// The class of an error, without knowing the attempt it ended.
+fn classify_error(error: &RouterError) -> FailureClass {
     match error {
         RouterError::BudgetExhausted { .. } => FailureClass::DeadlineCaller,
         RouterError::Downstream(e) => match e.as_ref() {
             InvokeError::Failed { detail, .. } => detail
                 .failure
                 .map_or(FailureClass::UnreachableProxy, |f| f.class),
-            // provider-proxy is told to give up before the router does; when
-            // the router's own clock runs out first, the caller's budget is
-            // spent (the last attempt) or the proxy did not answer in its
-            // time (an earlier one). Neither is the model's fault.
+            // The router's own clock ran out with the caller's budget.
             InvokeError::Timeout { .. } => FailureClass::DeadlineCaller,
             InvokeError::Unreachable { .. } | InvokeError::Decode { .. } => {
                 FailureClass::UnreachableProxy
@@ -135,7 +149,7 @@ pub(crate) fn failure_of(error: &RouterError) -> Option<Failure> {
             InvokeError::Failed { detail, .. } => detail
                 .failure
                 .or(Some(Failure::new(FailureClass::UnreachableProxy))),
-            _ => Some(Failure::new(classify(error))),
+            _ => Some(Failure::new(classify_error(error))),
         },
         RouterError::BudgetExhausted { .. } => Some(Failure::new(FailureClass::DeadlineCaller)),
         _ => None,
@@ -213,6 +227,7 @@ impl Router {
             };
             let remaining = plan.deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
+                self.count_failure(FailureClass::DeadlineCaller);
                 return Err(last_error.unwrap_or_else(|| RouterError::BudgetExhausted {
                     budget_ms: plan.request.max_latency_ms,
                     during: format!("before calling {}", model.id),
@@ -239,7 +254,7 @@ impl Router {
                     });
                 }
                 Err(error) => {
-                    let class = classify(&error);
+                    let class = classify(&error, &slice);
                     if counts_against_model(class, &slice) {
                         let message = error.detail().message;
                         self.live().observe_fault(
@@ -359,20 +374,31 @@ mod tests {
                 },
             })
         };
-        assert_eq!(classify(&failed(None)), FailureClass::UnreachableProxy);
+        let whole = AttemptPolicy::default().slice(Duration::from_secs(5), 200.0, true);
         assert_eq!(
-            classify(&failed(Some(Failure::new(FailureClass::Auth)))),
+            classify(&failed(None), &whole),
+            FailureClass::UnreachableProxy
+        );
+        assert_eq!(
+            classify(&failed(Some(Failure::new(FailureClass::Auth))), &whole),
             FailureClass::Auth
         );
+        let timeout = RouterError::from(InvokeError::Timeout {
+            function: "provider-proxy".to_owned(),
+            timeout_ms: 600,
+        });
+        assert_eq!(classify(&timeout, &whole), FailureClass::DeadlineCaller);
+        let cut = AttemptPolicy::default().slice(Duration::from_secs(5), 200.0, false);
+        assert_eq!(classify(&timeout, &cut), FailureClass::UnreachableProxy);
         let refused = RouterError::from(InvokeError::Unreachable {
             function: "provider-proxy".to_owned(),
             message: "connection refused".to_owned(),
         });
-        assert_eq!(classify(&refused), FailureClass::UnreachableProxy);
+        assert_eq!(classify(&refused, &whole), FailureClass::UnreachableProxy);
         let budget = RouterError::BudgetExhausted {
             budget_ms: 1,
             during: String::new(),
         };
-        assert_eq!(classify(&budget), FailureClass::DeadlineCaller);
+        assert_eq!(classify(&budget, &whole), FailureClass::DeadlineCaller);
     }
 }

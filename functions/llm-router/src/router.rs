@@ -44,8 +44,10 @@ pub(crate) const ENV_LEARNING_SEED: &str = "LEARNING_SEED";
 /// `[learning].explore_share` (0 stops exploring without a policy change).
 pub(crate) const ENV_LEARNING_EXPLORE_SHARE: &str = "LEARNING_EXPLORE_SHARE";
 /// Time kept back from provider-proxy's deadline so that it, not the router,
-/// reports a provider timeout.
+/// reports a provider timeout: a tenth of the attempt's time, within these
+/// bounds.
 const PROXY_MARGIN: Duration = Duration::from_millis(10);
+const PROXY_MARGIN_MAX: Duration = Duration::from_millis(250);
 
 /// Everything a routed request needs, built once per process.
 pub(crate) struct Router {
@@ -908,7 +910,13 @@ impl Router {
             max_tokens: plan.request.max_tokens,
             temperature: plan.request.temperature,
             stop: plan.request.stop.clone(),
-            timeout_ms: Some(millis(remaining.saturating_sub(PROXY_MARGIN)).max(1)),
+            timeout_ms: Some(
+                millis(
+                    remaining
+                        .saturating_sub((remaining / 10).clamp(PROXY_MARGIN, PROXY_MARGIN_MAX)),
+                )
+                .max(1),
+            ),
             stream,
         }
     }
