@@ -1,6 +1,10 @@
 //! Breakers, fallbacks and per-attempt timeouts through the whole fleet:
 //! only a provider's own faults count against its model, whatever callers
 //! send; a hung model leaves time for the next; strict input at the edges.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code fails loudly at the first surprise"
+)]
 
 use fleet_tests::{Answer, Fleet, FleetOptions};
 use serde_json::{Value, json};

@@ -105,7 +105,7 @@ impl RouterError {
             RouterError::Invalid(e) => ErrorDetail::from(e),
             RouterError::BudgetExhausted { .. } => simple("timeout"),
             RouterError::Downstream(e) => match e.as_ref() {
-                InvokeError::Failed { detail, .. } => detail.clone(),
+                InvokeError::Failed { detail, .. } => (**detail).clone(),
                 InvokeError::Timeout { .. } => simple("timeout"),
                 InvokeError::Unreachable { .. } => simple("unavailable"),
                 InvokeError::Decode { .. } => simple("upstream_error"),

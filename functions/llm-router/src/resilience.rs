@@ -368,10 +368,10 @@ mod tests {
             RouterError::from(InvokeError::Failed {
                 function: "provider-proxy".to_owned(),
                 status: 502,
-                detail: ErrorDetail {
+                detail: Box::new(ErrorDetail {
                     failure,
                     ..ErrorDetail::new("upstream_error", "bad gateway")
-                },
+                }),
             })
         };
         let whole = AttemptPolicy::default().slice(Duration::from_secs(5), 200.0, true);
