@@ -196,6 +196,49 @@ async fn a_hung_primary_leaves_time_for_the_fallback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_primary_leaves_time_for_the_fallback_on_streams_too() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let request =
+        json!({"task":"generate","prompt":"hi","max_latency_ms":5000,"difficulty":"simple"});
+    let plan = dry_run(&fleet, &request).await;
+    let primary = plan["decision"]["primary"]["model"]["id"].as_str().unwrap();
+    let hung = primary.split('/').next().unwrap();
+    let response = fleet
+        .http
+        .post(fleet.url("llm-router", ""))
+        .header("accept", "text/event-stream")
+        .body(
+            json!({"task":"generate","prompt":format!("hi [[emulator:hang@{hung}]]"),
+                   "max_latency_ms":5000,"difficulty":"simple","stream":true})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter(|frame| !frame.trim().is_empty())
+        .map(|frame| serde_json::from_str(frame.strip_prefix("data: ").unwrap()).unwrap())
+        .collect();
+    let attempts = events[0]["route"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["model"], primary, "{text}");
+    // provider-proxy reports the provider's timeout itself (it is told to
+    // give up a margin before the router does); under heavy load the
+    // router's own clock may still win, which is the proxy's health.
+    let outcome = attempts[0]["outcome"].as_str().unwrap();
+    assert!(
+        ["timeout_provider", "unreachable_proxy"].contains(&outcome),
+        "{text}"
+    );
+    assert_eq!(attempts.last().unwrap()["outcome"], "ok", "{text}");
+    assert_eq!(events.last().unwrap()["type"], "done", "{text}");
+    assert_ne!(events.last().unwrap()["provider"], hung, "{text}");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_credential_does_not_open_the_breaker_but_provider_errors_do() {
     let fleet = Fleet::start(FleetOptions::default()).await;
     // Ten auth failures: twice the breaker's threshold.

@@ -704,6 +704,11 @@ pub struct ProxyRequest {
     /// Time left for the provider call, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// For a stream: time allowed for it to start (the provider's first
+    /// answer), in milliseconds, so that a hung provider leaves the rest of
+    /// `timeout_ms` to the next model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout_ms: Option<u64>,
     /// Answer as server-sent [`ProxyStreamEvent`]s instead of one JSON body.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
@@ -1015,6 +1020,7 @@ mod tests {
             temperature: Some(0.5),
             stop: vec!["END".to_owned()],
             timeout_ms: Some(900),
+            start_timeout_ms: None,
             stream: true,
         });
     }

@@ -917,6 +917,7 @@ impl Router {
                 )
                 .max(1),
             ),
+            start_timeout_ms: None,
             stream,
         }
     }
@@ -1053,7 +1054,13 @@ impl Router {
                 during: "before the stream started".to_owned(),
             });
         }
-        let request = self.proxy_request(plan, model, slice.remaining, true);
+        let mut request = self.proxy_request(plan, model, slice.remaining, true);
+        if slice.timeout < slice.remaining {
+            // provider-proxy reports a provider that does not start in time
+            // itself, before the router gives up on it.
+            let margin = (slice.timeout / 10).clamp(PROXY_MARGIN, PROXY_MARGIN_MAX);
+            request.start_timeout_ms = Some(millis(slice.timeout.saturating_sub(margin)).max(1));
+        }
         let started =
             self.functions
                 .invoke_stream("provider-proxy", "/", &request, call.id, slice.remaining);

@@ -212,6 +212,7 @@ impl Proxy {
             provider: request.provider,
             task: request.task,
             stream: request.stream,
+            start_timeout: request.start_timeout_ms.map(Duration::from_millis),
             timeout,
         })
     }
@@ -260,7 +261,13 @@ impl Proxy {
         let deadline = started + prepared.timeout;
         let cx = CallScope { call_id, deadline };
         let (provider, slot) = self.place(&prepared, &cx, started).await?;
-        let mut stream = match provider.chat_stream(&prepared.chat, &cx).await {
+        let start_by = prepared
+            .start_timeout
+            .map_or(deadline, |t| (started + t).min(deadline));
+        let opened = tokio::time::timeout_at(start_by, provider.chat_stream(&prepared.chat, &cx))
+            .await
+            .unwrap_or(Err(ProviderError::Timeout));
+        let mut stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
                 return Err(self.meter_failure(&prepared, started.elapsed(), error, call_id));
@@ -395,6 +402,8 @@ pub(crate) struct Prepared {
     /// Whether the caller asked for a stream.
     pub stream: bool,
     timeout: Duration,
+    /// For a stream: how long the provider may take to start it.
+    start_timeout: Option<Duration>,
 }
 
 fn millis(d: Duration) -> u64 {
