@@ -107,8 +107,15 @@ impl RouterError {
             RouterError::Downstream(e) => match e.as_ref() {
                 InvokeError::Failed { detail, .. } => (**detail).clone(),
                 InvokeError::Timeout { .. } => simple("timeout"),
-                InvokeError::Unreachable { .. } => simple("unavailable"),
-                InvokeError::Decode { .. } => simple("upstream_error"),
+                // The HTTP client's text names internal addresses; the log
+                // keeps it, callers get the function's name.
+                InvokeError::Unreachable { function, .. } => {
+                    ErrorDetail::new("unavailable", format!("{function} is unreachable"))
+                }
+                InvokeError::Decode { function, .. } => ErrorDetail::new(
+                    "upstream_error",
+                    format!("{function} answered with an unreadable body"),
+                ),
             },
             RouterError::NoRoute(e) => ErrorDetail {
                 param: (e.status == 404).then(|| "model".to_owned()),

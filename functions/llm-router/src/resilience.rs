@@ -255,6 +255,7 @@ impl Router {
                 }
                 Err(error) => {
                     let class = classify(&error, &slice);
+                    tracing::warn!(call_id = call.id, model = %model.id, failure = %class, detail = %error, "attempt failed");
                     if counts_against_model(class, &slice) {
                         let message = error.detail().message;
                         self.live().observe_fault(
