@@ -9,8 +9,9 @@ pub const CALL_ID_HEADER: HeaderName = HeaderName::from_static("x-call-id");
 /// The longest incoming call id kept; longer ones are replaced (they end up in every log line).
 const MAX_LEN: usize = 128;
 
-/// The incoming `X-Call-Id` when it is usable (1 to 128 visible ASCII characters), otherwise a new
-/// UUID v4.
+/// The incoming `X-Call-Id` when it is usable (1 to 128 characters of `A-Z a-z 0-9 . _ : -`),
+/// otherwise a new UUID v4. The id is echoed in headers, JSON bodies and every log line, so quotes,
+/// backslashes, control characters and anything else that could break out of them are refused.
 pub(crate) fn from_headers(headers: &HeaderMap) -> String {
     headers
         .get(&CALL_ID_HEADER)
@@ -20,7 +21,11 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> String {
 }
 
 fn is_usable(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+    !id.is_empty()
+        && id.len() <= MAX_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 #[cfg(test)]
@@ -44,6 +49,10 @@ mod tests {
     #[test]
     fn keeps_a_usable_incoming_id() {
         assert_eq!(from_headers(&headers_with(b"chain-123")), "chain-123");
+        assert_eq!(
+            from_headers(&headers_with(b"trace:a1.b_2-C")),
+            "trace:a1.b_2-C"
+        );
     }
 
     #[test]
@@ -56,7 +65,18 @@ mod tests {
 
     #[test]
     fn replaces_unusable_incoming_ids() {
-        for value in [&b""[..], b"has space", b"\xffbinary", &[b'a'; 129]] {
+        for value in [
+            &b""[..],
+            b"has space",
+            b"\xffbinary",
+            &[b'a'; 129],
+            b"quote\"d",
+            b"back\\slash",
+            b"tab\there",
+            b"{\"json\":1}",
+            b"a=b;c",
+            b"<script>",
+        ] {
             let mut headers = HeaderMap::new();
             headers.insert(
                 CALL_ID_HEADER,

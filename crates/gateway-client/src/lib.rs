@@ -50,7 +50,7 @@ pub enum InvokeError {
         status: u16,
         /// The error body, or one made up from the status when the body was
         /// not JSON (the gateway answers 502 with an empty body).
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// A success status with a body that does not parse.
     #[error("{function} answered with an unreadable body: {message}")]
@@ -236,19 +236,22 @@ fn transport_error(function: &str, timeout_ms: u64, e: &reqwest::Error) -> Invok
 
 fn failure(function: &str, status: reqwest::StatusCode, bytes: &[u8]) -> InvokeError {
     let detail = serde_json::from_slice::<ErrorBody>(bytes)
-        .map(|b| b.error)
-        .unwrap_or_else(|_| ErrorDetail {
-            message: format!(
-                "{function} answered {status} through the gateway{}",
-                if bytes.is_empty() {
-                    ""
-                } else {
-                    " with a non-JSON body"
-                }
-            ),
-            kind: "upstream_error".to_owned(),
-            param: None,
-            code: None,
+        .map(|b| Box::new(b.error))
+        .unwrap_or_else(|_| {
+            Box::new(ErrorDetail {
+                message: format!(
+                    "{function} answered {status} through the gateway{}",
+                    if bytes.is_empty() {
+                        ""
+                    } else {
+                        " with a non-JSON body"
+                    }
+                ),
+                kind: "upstream_error".to_owned(),
+                param: None,
+                code: None,
+                failure: None,
+            })
         });
     InvokeError::Failed {
         function: function.to_owned(),

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use routing_core::failure::{Failure, FailureClass};
+
+use crate::error_class::is_content_filter_message;
+
 /// Why a provider call failed, classified so that the resilience layer can
 /// decide whether to retry, wait, fall back or give up.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -107,6 +111,34 @@ impl ProviderError {
         }
     }
 
+    /// The failure class the fleet acts on (breakers, fallbacks), with
+    /// the wait the provider asked for.
+    pub fn failure(&self) -> Failure {
+        let class = match self {
+            ProviderError::RateLimited { .. } => FailureClass::RateLimited,
+            ProviderError::QuotaExhausted { .. } => FailureClass::QuotaExhausted,
+            ProviderError::Overloaded { .. } => FailureClass::Overloaded,
+            ProviderError::ContextTooLong { .. } => FailureClass::ContextTooLong,
+            // Our credentials, or a provider left unconfigured: neither is
+            // the model's fault nor the caller's.
+            ProviderError::Auth { .. } | ProviderError::NotConfigured { .. } => FailureClass::Auth,
+            ProviderError::BadRequest { message } if is_content_filter_message(message) => {
+                FailureClass::ContentFilter
+            }
+            ProviderError::BadRequest { .. } => FailureClass::BadRequest,
+            ProviderError::Upstream { .. }
+            | ProviderError::Transport { .. }
+            | ProviderError::Decode { .. } => FailureClass::ProviderError,
+            ProviderError::Timeout => FailureClass::TimeoutProvider,
+        };
+        Failure {
+            class,
+            retry_after_ms: self
+                .retry_after()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
     /// The status the fleet answers its own caller with.
     pub fn status(&self) -> u16 {
         match self {
@@ -143,5 +175,39 @@ mod tests {
             message: String::new(),
         };
         assert_eq!(final_.retry_after(), None);
+    }
+
+    #[test]
+    fn failures_carry_their_class_and_wait() {
+        let limited = ProviderError::RateLimited {
+            retry_after: Some(Duration::from_millis(1500)),
+            message: String::new(),
+        };
+        assert_eq!(
+            limited.failure(),
+            Failure {
+                class: FailureClass::RateLimited,
+                retry_after_ms: Some(1500)
+            }
+        );
+        let auth = ProviderError::Auth {
+            message: "invalid api key".to_owned(),
+        };
+        assert_eq!(auth.failure().class, FailureClass::Auth);
+        assert!(!auth.failure().class.is_provider_fault());
+        let filtered = ProviderError::BadRequest {
+            message: "The response was filtered due to the prompt triggering content \
+                      management policy"
+                .to_owned(),
+        };
+        assert_eq!(filtered.failure().class, FailureClass::ContentFilter);
+        assert_eq!(
+            ProviderError::Timeout.failure().class,
+            FailureClass::TimeoutProvider
+        );
+        let refused = ProviderError::Transport {
+            message: "connection refused".to_owned(),
+        };
+        assert!(refused.failure().class.is_provider_fault());
     }
 }

@@ -26,6 +26,24 @@ pub(crate) fn is_context_length_message(message: &str) -> bool {
     .any(|needle| m.contains(needle))
 }
 
+/// Whether a provider message says its content filter refused the prompt
+/// (OpenAI and Azure, Gemini safety blocks, Bedrock guardrails, Anthropic).
+pub(crate) fn is_content_filter_message(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "content_filter",
+        "content filter",
+        "content management policy",
+        "content_policy_violation",
+        "blocked due to safety",
+        "prohibited_content",
+        "blockedreason",
+        "guardrail intervened",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
+}
+
 /// The classification of a status when the body says nothing more
 /// specific.
 pub(crate) fn by_status(

@@ -56,6 +56,7 @@ mod error_class;
 pub mod google;
 #[cfg(test)]
 mod loopback;
+mod model_id;
 #[cfg(feature = "ollama")]
 pub mod ollama;
 #[cfg(feature = "openai")]
@@ -82,6 +83,7 @@ use tracing::Instrument as _;
 
 pub use config::{ProviderConfigError, Providers, env_vars, secret_names};
 pub use error::ProviderError;
+pub use model_id::check_model_id;
 pub use routing_core::chat::{
     ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason, Locality,
     Message, Role, Usage,

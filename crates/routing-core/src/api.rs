@@ -150,7 +150,7 @@ pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Invali
         });
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = inner.to_string();
@@ -171,7 +171,14 @@ pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Invali
                 message,
             },
         }
-    })
+    })?;
+    // One JSON document, nothing after it but whitespace: a proxy or a
+    // client that appends bytes must not have them silently dropped.
+    de.end().map_err(|e| InvalidRequest {
+        param: None,
+        message: format!("invalid JSON: unexpected bytes after the JSON body ({e})"),
+    })?;
+    Ok(value)
 }
 
 fn unknown_field_name(message: &str) -> Option<String> {
@@ -697,6 +704,11 @@ pub struct ProxyRequest {
     /// Time left for the provider call, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// For a stream: time allowed for it to start (the provider's first
+    /// answer), in milliseconds, so that a hung provider leaves the rest of
+    /// `timeout_ms` to the next model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout_ms: Option<u64>,
     /// Answer as server-sent [`ProxyStreamEvent`]s instead of one JSON body.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
@@ -846,6 +858,10 @@ pub struct ErrorDetail {
     /// A machine-readable code.
     #[serde(default)]
     pub code: Option<String>,
+    /// Why the call failed, as a class the resilience layer acts on (set by
+    /// provider-proxy on every error it answers with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<crate::failure::Failure>,
 }
 
 impl ErrorDetail {
@@ -856,6 +872,7 @@ impl ErrorDetail {
             kind: kind.into(),
             param: None,
             code: None,
+            failure: None,
         }
     }
 }
@@ -1003,6 +1020,7 @@ mod tests {
             temperature: Some(0.5),
             stop: vec!["END".to_owned()],
             timeout_ms: Some(900),
+            start_timeout_ms: None,
             stream: true,
         });
     }
@@ -1040,6 +1058,7 @@ mod tests {
                 kind: "upstream_error".to_owned(),
                 param: None,
                 code: None,
+                failure: None,
             },
         });
     }
@@ -1075,6 +1094,20 @@ mod tests {
     }
 
     #[test]
+    fn bytes_after_the_json_body_are_refused() {
+        for body in [
+            &br#"{"task":"generate","prompt":"hi"} x"#[..],
+            br#"{"task":"generate","prompt":"hi"}{"prompt":"again"}"#,
+            b"{\"task\":\"generate\",\"prompt\":\"hi\"}\0",
+        ] {
+            let err = RouteRequest::parse(body).err();
+            let message = err.map(|e| e.message).unwrap_or_default();
+            assert!(message.contains("after the JSON body"), "{message}");
+        }
+        assert!(RouteRequest::parse(b"{\"task\":\"generate\",\"prompt\":\"hi\"}\n\t ").is_ok());
+    }
+
+    #[test]
     fn an_error_body_ignores_unknown_fields() {
         round_trips_with_an_unknown_field(&ErrorBody {
             error: ErrorDetail {
@@ -1082,6 +1115,7 @@ mod tests {
                 kind: "invalid_request_error".to_owned(),
                 param: Some("task".to_owned()),
                 code: None,
+                failure: None,
             },
         });
     }

@@ -20,6 +20,7 @@ pub mod calls;
 pub mod chat;
 pub mod classifier;
 pub mod env;
+pub mod failure;
 pub mod policy;
 pub mod pricing;
 pub mod task;

@@ -2,6 +2,7 @@
 
 use providers::ProviderError;
 use routing_core::api::{ErrorDetail, InvalidRequest};
+use routing_core::failure::{Failure, FailureClass};
 
 /// A failed embeddings request.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +64,26 @@ impl EmbedError {
         }
     }
 
-    /// JSON error body.
+    /// The failure class llm-router acts on.
+    fn failure(&self) -> Failure {
+        match self {
+            EmbedError::Invalid(_) | EmbedError::TooLarge { .. } | EmbedError::NotFound { .. } => {
+                Failure::new(FailureClass::BadRequest)
+            }
+            EmbedError::Backend(e) => e.failure(),
+            EmbedError::Model(_) => Failure::new(FailureClass::ProviderError),
+        }
+    }
+
+    /// JSON error body, with its failure class.
     pub(crate) fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            failure: Some(self.failure()),
+            ..self.unclassed_detail()
+        }
+    }
+
+    fn unclassed_detail(&self) -> ErrorDetail {
         let (kind, param) = match self {
             EmbedError::Invalid(e) => return ErrorDetail::from(e),
             EmbedError::TooLarge { param, .. } => ("invalid_request_error", Some(*param)),

@@ -64,14 +64,6 @@ impl From<NoRoute> for RouterError {
 }
 
 impl RouterError {
-    /// The failed downstream call, if that is what this is.
-    pub(crate) fn downstream(&self) -> Option<&InvokeError> {
-        match self {
-            RouterError::Downstream(e) => Some(e),
-            _ => None,
-        }
-    }
-
     /// The HTTP status to answer with.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
@@ -98,17 +90,32 @@ impl RouterError {
         }
     }
 
-    /// The JSON error body.
+    /// The JSON error body, with the failure class when a call failed.
     pub(crate) fn detail(&self) -> ErrorDetail {
+        let mut detail = self.detail_unclassed();
+        if detail.failure.is_none() {
+            detail.failure = crate::resilience::failure_of(self);
+        }
+        detail
+    }
+
+    fn detail_unclassed(&self) -> ErrorDetail {
         let simple = |kind: &str| ErrorDetail::new(kind, self.to_string());
         match self {
             RouterError::Invalid(e) => ErrorDetail::from(e),
             RouterError::BudgetExhausted { .. } => simple("timeout"),
             RouterError::Downstream(e) => match e.as_ref() {
-                InvokeError::Failed { detail, .. } => detail.clone(),
+                InvokeError::Failed { detail, .. } => (**detail).clone(),
                 InvokeError::Timeout { .. } => simple("timeout"),
-                InvokeError::Unreachable { .. } => simple("unavailable"),
-                InvokeError::Decode { .. } => simple("upstream_error"),
+                // The HTTP client's text names internal addresses; the log
+                // keeps it, callers get the function's name.
+                InvokeError::Unreachable { function, .. } => {
+                    ErrorDetail::new("unavailable", format!("{function} is unreachable"))
+                }
+                InvokeError::Decode { function, .. } => ErrorDetail::new(
+                    "upstream_error",
+                    format!("{function} answered with an unreadable body"),
+                ),
             },
             RouterError::NoRoute(e) => ErrorDetail {
                 param: (e.status == 404).then(|| "model".to_owned()),

@@ -251,11 +251,12 @@ impl RouterHandler {
                 };
                 let last = !matches!(event, ProxyStreamEvent::Delta { .. });
                 if last {
-                    let (ok, cost) = match &event {
-                        ProxyStreamEvent::Done { cost_usd, .. } => (true, *cost_usd),
-                        _ => (false, None),
+                    let (ok, cost, failure) = match &event {
+                        ProxyStreamEvent::Done { cost_usd, .. } => (true, *cost_usd, None),
+                        ProxyStreamEvent::Error { error } => (false, None, Some(error)),
+                        ProxyStreamEvent::Delta { .. } => (false, None, None),
                     };
-                    router.settle_stream(&plan, &routed.model, routed.started, ok, cost);
+                    router.settle_stream(&plan, &routed.model, routed.started, ok, cost, failure);
                     settled = true;
                 }
                 for frame in frames {
@@ -268,7 +269,7 @@ impl RouterHandler {
                 }
             }
             if !settled {
-                router.settle_stream(&plan, &routed.model, routed.started, false, None);
+                router.settle_stream(&plan, &routed.model, routed.started, false, None, None);
             }
         });
         Ok(sse_response(rx))

@@ -102,6 +102,13 @@ async fn an_unreachable_fleet_is_503() {
         let answer = call(&handler, Method::POST, path, body).await;
         assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, None, "");
         assert_eq!(answer.1["error"]["type"], "unavailable", "{}", answer.1);
+        assert_eq!(
+            answer.1["error"]["failure"]["class"], "unreachable_proxy",
+            "{}",
+            answer.1
+        );
+        let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.contains("http"), "{message}");
     }
 }
 

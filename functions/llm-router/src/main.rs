@@ -7,6 +7,7 @@ mod handler;
 #[cfg(test)]
 mod handler_tests;
 mod openai;
+mod resilience;
 mod router;
 
 use std::process::ExitCode;

@@ -32,6 +32,7 @@ use routing_core::{Difficulty, Task, classifier};
 use tokio::time::Instant;
 
 use crate::error::RouterError;
+use crate::resilience::{self, AttemptPolicy, Slice};
 
 /// `CLASSIFY_TIMEOUT_MS`: the most time spent asking classify.
 pub(crate) const ENV_CLASSIFY_TIMEOUT_MS: &str = "CLASSIFY_TIMEOUT_MS";
@@ -43,8 +44,10 @@ pub(crate) const ENV_LEARNING_SEED: &str = "LEARNING_SEED";
 /// `[learning].explore_share` (0 stops exploring without a policy change).
 pub(crate) const ENV_LEARNING_EXPLORE_SHARE: &str = "LEARNING_EXPLORE_SHARE";
 /// Time kept back from provider-proxy's deadline so that it, not the router,
-/// reports a provider timeout.
+/// reports a provider timeout: a tenth of the attempt's time, within these
+/// bounds.
 const PROXY_MARGIN: Duration = Duration::from_millis(10);
+const PROXY_MARGIN_MAX: Duration = Duration::from_millis(250);
 
 /// The `reason` labels of `llm_router_escalations_total` (the kinds of
 /// [`routing_core::policy::EscalationReason`]).
@@ -74,6 +77,8 @@ pub(crate) struct Router {
     calls: Box<dyn CallRecords>,
     feedback: IntCounterVec,
     explorations: IntCounter,
+    attempts: AttemptPolicy,
+    failures: IntCounterVec,
 }
 
 /// What one feedback taught.
@@ -315,6 +320,16 @@ impl Router {
                 feedback.with_label_values(&[kind, outcome]);
             }
         }
+        let failures = counter(
+            "llm_router_attempt_failures_total",
+            "Failed attempts by failure class; unreachable_proxy is provider-proxy's own health \
+             and never counts against a model.",
+            &["class"],
+        )?;
+        for class in routing_core::failure::FailureClass::ALL {
+            failures.with_label_values(&[class.as_str()]);
+        }
+        let attempts = AttemptPolicy::from_env(env)?;
         let explorations = register_metric(
             registry,
             IntCounter::new(
@@ -382,7 +397,29 @@ impl Router {
             )),
             feedback,
             explorations,
+            attempts,
+            failures,
         })
+    }
+
+    /// Live latency and breakers.
+    pub(crate) fn live(&self) -> &LiveStats {
+        &self.live
+    }
+
+    /// How the budget is shared between the attempts of a chain.
+    pub(crate) fn attempt_policy(&self) -> &AttemptPolicy {
+        &self.attempts
+    }
+
+    /// Counts a failed attempt by class.
+    pub(crate) fn count_failure(&self, class: routing_core::failure::FailureClass) {
+        self.failures.with_label_values(&[class.as_str()]).inc();
+    }
+
+    /// Counts a fall-back away from `provider`.
+    pub(crate) fn count_fallback(&self, provider: &str) {
+        self.fallbacks.with_label_values(&[provider]).inc();
     }
 
     /// The policy's `[learning]` settings, with the environment's override.
@@ -751,43 +788,22 @@ impl Router {
 
     async fn run_chain(&self, plan: &Plan, call: &Call<'_>) -> Result<RouteResponse, RouterError> {
         let mut explanation = plan.explanation();
-        let mut last_error = None;
-        for (position, candidate) in plan.decision.chain().enumerate() {
-            let model = &candidate.model;
-            let started = Instant::now();
-            match self.call_model(plan, model, call).await {
-                Ok(answer) => {
-                    self.settle(plan, model, started, &answer);
-                    explanation.attempts.push(attempt(model, "ok", started));
-                    let answer = if position == 0 {
-                        self.escalate_if_needed(plan, model, answer, &mut explanation, call)
-                            .await
-                    } else {
-                        answer
-                    };
-                    return Ok(self.response(plan, call, answer, explanation));
-                }
-                Err(error) => {
-                    if provider_failed(&error) {
-                        self.live.observe(&model.id, started.elapsed(), false);
-                    }
-                    explanation
-                        .attempts
-                        .push(attempt(model, error.metric_label(), started));
-                    let more_time = Instant::now() < plan.deadline;
-                    if !(worth_falling_back(&error) && more_time) {
-                        return Err(error);
-                    }
-                    self.fallbacks.with_label_values(&[&model.provider]).inc();
-                    tracing::debug!(call_id = call.id, model = %model.id, error = error.metric_label(), "falling back");
-                    last_error = Some(error);
-                }
-            }
-        }
-        Err(last_error.unwrap_or(RouterError::BudgetExhausted {
-            budget_ms: plan.request.max_latency_ms,
-            during: "before a model could be called".to_owned(),
-        }))
+        let attempted = self
+            .run_attempts(plan, call, &mut explanation, |model, slice| {
+                self.call_model_within(plan, model, call, slice)
+            })
+            .await?;
+        let (model, started, answer) = (attempted.model, attempted.started, attempted.value);
+        self.settle(plan, model, started, &answer);
+        drop(attempted.admission);
+        explanation.attempts.push(attempt(model, "ok", started));
+        let answer = if attempted.position == 0 {
+            self.escalate_if_needed(plan, model, answer, &mut explanation, call)
+                .await
+        } else {
+            answer
+        };
+        Ok(self.response(plan, call, answer, explanation))
     }
 
     async fn escalate_if_needed(
@@ -846,7 +862,9 @@ impl Router {
         }
     }
 
-    /// Records the end of a stream.
+    /// Records the end of a stream; `failure` is its error event, if it
+    /// ended with one (only the provider's own faults count against the
+    /// model).
     pub(crate) fn settle_stream(
         &self,
         plan: &Plan,
@@ -854,8 +872,14 @@ impl Router {
         started: Instant,
         ok: bool,
         cost_usd: Option<f64>,
+        failure: Option<&routing_core::api::ErrorDetail>,
     ) {
-        self.live.observe(&model.id, started.elapsed(), ok);
+        if ok {
+            self.live.observe(&model.id, started.elapsed(), true);
+        } else if let Some(cause) = resilience::stream_fault(failure) {
+            self.live
+                .observe_fault(&model.id, started.elapsed(), &cause);
+        }
         if let (Some(tenant), Some(cost)) = (&plan.request.tenant, cost_usd) {
             self.budgets.record(tenant, cost, SystemTime::now());
         }
@@ -888,17 +912,6 @@ impl Router {
         }
     }
 
-    fn remaining(&self, plan: &Plan, during: &str) -> Result<Duration, RouterError> {
-        let remaining = plan.deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(RouterError::BudgetExhausted {
-                budget_ms: plan.request.max_latency_ms,
-                during: during.to_owned(),
-            });
-        }
-        Ok(remaining)
-    }
-
     fn proxy_request(
         &self,
         plan: &Plan,
@@ -915,30 +928,49 @@ impl Router {
             max_tokens: plan.request.max_tokens,
             temperature: plan.request.temperature,
             stop: plan.request.stop.clone(),
-            timeout_ms: Some(millis(remaining.saturating_sub(PROXY_MARGIN)).max(1)),
+            timeout_ms: Some(
+                millis(
+                    remaining
+                        .saturating_sub((remaining / 10).clamp(PROXY_MARGIN, PROXY_MARGIN_MAX)),
+                )
+                .max(1),
+            ),
+            start_timeout_ms: None,
             stream,
         }
     }
 
+    /// Calls `model` once with all the budget that is left.
     async fn call_model(
         &self,
         plan: &Plan,
         model: &ModelEntry,
         call: &Call<'_>,
     ) -> Result<Answer, RouterError> {
+        let remaining = plan.deadline.saturating_duration_since(Instant::now());
+        let slice = self.attempts.slice(remaining, 0.0, true);
+        self.call_model_within(plan, model, call, slice).await
+    }
+
+    /// Calls `model` once, within the attempt's slice of the budget.
+    async fn call_model_within(
+        &self,
+        plan: &Plan,
+        model: &ModelEntry,
+        call: &Call<'_>,
+        slice: Slice,
+    ) -> Result<Answer, RouterError> {
         let function = match model.target {
             ServingFunction::Embed => "embed",
             ServingFunction::ProviderProxy => "provider-proxy",
         };
-        let remaining = self.remaining(plan, &format!("before calling {function}"))?;
-        let budget_ms = plan.request.max_latency_ms;
-        let timed_out = |e: InvokeError| match e {
-            InvokeError::Timeout { function, .. } => RouterError::BudgetExhausted {
-                budget_ms,
-                during: format!("waiting for {function}"),
-            },
-            other => RouterError::from(other),
-        };
+        if slice.timeout.is_zero() {
+            return Err(RouterError::BudgetExhausted {
+                budget_ms: plan.request.max_latency_ms,
+                during: format!("before calling {function}"),
+            });
+        }
+        let remaining = slice.timeout;
         match model.target {
             ServingFunction::Embed => {
                 let input = if plan.request.inputs.is_empty() {
@@ -960,7 +992,7 @@ impl Router {
                         remaining,
                     )
                     .await
-                    .map_err(timed_out)?;
+                    .map_err(RouterError::from)?;
                 Ok(Answer {
                     provider: answer.provider,
                     model: answer.model,
@@ -977,7 +1009,7 @@ impl Router {
                     .functions
                     .invoke(function, "/", &request, call.id, remaining)
                     .await
-                    .map_err(timed_out)?;
+                    .map_err(RouterError::from)?;
                 Ok(Answer {
                     provider: answer.provider,
                     model: answer.model,
@@ -992,88 +1024,80 @@ impl Router {
     }
 
     /// Starts a stream on the first model of the chain that accepts it; a
-    /// failure after the stream started is the stream's last event.
+    /// failure after the stream started is the stream's last event. The
+    /// attempt's slice bounds the wait for the stream to start; the stream
+    /// itself may take what is left of the budget.
     pub(crate) async fn execute_stream(
         &self,
         plan: &Plan,
         call: &Call<'_>,
     ) -> Result<RoutedStream, RouterError> {
-        let mut explanation = plan.explanation();
-        let mut last_error = None;
-        for candidate in plan.decision.chain() {
-            let model = &candidate.model;
-            if model.target != ServingFunction::ProviderProxy {
-                return Err(RouterError::Invalid(routing_core::api::InvalidRequest {
-                    param: Some("stream".to_owned()),
-                    message: "only generated text is streamed".to_owned(),
-                }));
-            }
-            let started = Instant::now();
-            let remaining = self.remaining(plan, "before the stream started")?;
-            let request = self.proxy_request(plan, model, remaining, true);
-            match self
-                .functions
-                .invoke_stream("provider-proxy", "/", &request, call.id, remaining)
-                .await
-            {
-                Ok(events) => {
-                    explanation.attempts.push(attempt(model, "ok", started));
-                    return Ok(RoutedStream {
-                        model: Arc::clone(model),
-                        explanation,
-                        events,
-                        started,
-                    });
-                }
-                Err(e) => {
-                    let error = RouterError::from(e);
-                    if provider_failed(&error) {
-                        self.live.observe(&model.id, started.elapsed(), false);
-                    }
-                    explanation
-                        .attempts
-                        .push(attempt(model, error.metric_label(), started));
-                    if !(worth_falling_back(&error) && Instant::now() < plan.deadline) {
-                        return Err(error);
-                    }
-                    self.fallbacks.with_label_values(&[&model.provider]).inc();
-                    last_error = Some(error);
-                }
-            }
+        if plan
+            .decision
+            .chain()
+            .any(|c| c.model.target != ServingFunction::ProviderProxy)
+        {
+            return Err(RouterError::Invalid(routing_core::api::InvalidRequest {
+                param: Some("stream".to_owned()),
+                message: "only generated text is streamed".to_owned(),
+            }));
         }
-        Err(last_error.unwrap_or(RouterError::BudgetExhausted {
-            budget_ms: plan.request.max_latency_ms,
-            during: "before the stream started".to_owned(),
-        }))
+        let mut explanation = plan.explanation();
+        let attempted = self
+            .run_attempts(plan, call, &mut explanation, |model, slice| {
+                self.start_stream(plan, model, call, slice)
+            })
+            .await?;
+        explanation
+            .attempts
+            .push(attempt(attempted.model, "ok", attempted.started));
+        Ok(RoutedStream {
+            model: Arc::clone(attempted.model),
+            explanation,
+            events: attempted.value,
+            started: attempted.started,
+        })
+    }
+
+    async fn start_stream(
+        &self,
+        plan: &Plan,
+        model: &ModelEntry,
+        call: &Call<'_>,
+        slice: Slice,
+    ) -> Result<EventStream, RouterError> {
+        if slice.remaining.is_zero() {
+            return Err(RouterError::BudgetExhausted {
+                budget_ms: plan.request.max_latency_ms,
+                during: "before the stream started".to_owned(),
+            });
+        }
+        let mut request = self.proxy_request(plan, model, slice.remaining, true);
+        if slice.timeout < slice.remaining {
+            // provider-proxy reports a provider that does not start in time
+            // itself, before the router gives up on it.
+            let margin = (slice.timeout / 10).clamp(PROXY_MARGIN, PROXY_MARGIN_MAX);
+            request.start_timeout_ms = Some(millis(slice.timeout.saturating_sub(margin)).max(1));
+        }
+        let started =
+            self.functions
+                .invoke_stream("provider-proxy", "/", &request, call.id, slice.remaining);
+        match tokio::time::timeout(slice.timeout, started).await {
+            Ok(result) => result.map_err(RouterError::from),
+            Err(_) => Err(RouterError::from(InvokeError::Timeout {
+                function: "provider-proxy".to_owned(),
+                timeout_ms: millis(slice.timeout),
+            })),
+        }
     }
 }
 
-fn attempt(model: &ModelEntry, outcome: &str, started: Instant) -> Attempt {
+/// One attempt of the chain, as the caller sees it.
+pub(crate) fn attempt(model: &ModelEntry, outcome: &str, started: Instant) -> Attempt {
     Attempt {
         model: model.id.clone(),
         outcome: outcome.to_owned(),
         latency_ms: millis(started.elapsed()),
-    }
-}
-
-/// Whether the next model of the chain may succeed where this one failed:
-/// provider overload, rate limits, outages and context-length refusals are
-/// worth another model; the caller's own mistakes and privacy refusals are not.
-fn worth_falling_back(error: &RouterError) -> bool {
-    match error.downstream() {
-        Some(InvokeError::Failed { status, .. }) => matches!(status, 408 | 413 | 429 | 500..=599),
-        Some(InvokeError::Unreachable { .. } | InvokeError::Decode { .. }) => true,
-        _ => false,
-    }
-}
-
-/// Whether a failure counts against the model's health (breaker, latency).
-fn provider_failed(error: &RouterError) -> bool {
-    match error.downstream() {
-        Some(InvokeError::Failed { status, .. }) => matches!(status, 408 | 429 | 500..=599),
-        Some(InvokeError::Timeout { .. } | InvokeError::Decode { .. }) => true,
-        Some(InvokeError::Unreachable { .. }) => false,
-        None => matches!(error, RouterError::BudgetExhausted { .. }),
     }
 }
 

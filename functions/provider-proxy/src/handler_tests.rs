@@ -100,11 +100,32 @@ async fn refusals_and_provider_failures_keep_their_class() {
         "groq-api-key",
     );
     assert_eq!(answer.1["error"]["type"], "not_configured");
+    assert_eq!(answer.1["error"]["failure"]["class"], "auth");
 
     let too_long = chat("ollama", "[[emulator:context_too_long]]", "");
     let answer = call(&handler, Method::POST, "/", &too_long).await;
     assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, None, "context");
     assert_eq!(answer.1["error"]["type"], "context_too_long");
+    assert_eq!(answer.1["error"]["failure"]["class"], "context_too_long");
+
+    let limited = chat("ollama", "[[emulator:server_error]]", "");
+    let answer = call(&handler, Method::POST, "/", &limited).await;
+    assert_eq!(answer.1["error"]["failure"]["class"], "provider_error");
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn model_ids_that_leave_their_path_are_refused() {
+    let (handler, emulator) = handler().await;
+    for model in ["..", "../../x", "a/./b"] {
+        let body = format!(
+            r#"{{"provider":"bedrock","model":"{model}","task":"generate",
+                "messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let answer = call(&handler, Method::POST, "/", &body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, Some("model"), "model");
+        assert_eq!(answer.1["error"]["failure"]["class"], "bad_request");
+    }
     emulator.shutdown().await;
 }
 

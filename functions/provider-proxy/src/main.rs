@@ -8,6 +8,7 @@ mod handler_tests;
 mod metrics;
 mod pools;
 mod proxy;
+mod sanitise;
 
 use std::process::ExitCode;
 

@@ -19,6 +19,7 @@ use routing_core::api::{
     ErrorDetail, InvalidRequest, ProxyRequest, ProxyResponse, ProxyStreamEvent, parse_json,
 };
 use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR, Env};
+use routing_core::failure::{Failure, FailureClass};
 
 use routing_core::pricing::Catalogue;
 use secrets::SecretStore;
@@ -26,6 +27,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::pools::{PoolListing, ReplicaPools};
+use crate::sanitise::sanitise;
 use tokio::time::Instant;
 
 /// `PROVIDER_TIMEOUT_MS`: the longest any provider call may take.
@@ -73,19 +75,36 @@ impl ProxyError {
         }
     }
 
-    /// JSON error body.
+    /// JSON error body, with the failure class the router acts on. A
+    /// provider's own text is sanitised (it may name our project,
+    /// organisation or account); the log keeps it whole.
     pub(crate) fn detail(&self) -> ErrorDetail {
-        let (kind, param) = match self {
-            ProxyError::Invalid(e) => return ErrorDetail::from(e),
-            ProxyError::PrivateToExternal { .. } => {
-                ("private_request_refused", Some("provider".to_owned()))
+        let bad_request = Some(Failure::new(FailureClass::BadRequest));
+        let (kind, param, message, failure) = match self {
+            ProxyError::Invalid(e) => {
+                return ErrorDetail {
+                    failure: bad_request,
+                    ..ErrorDetail::from(e)
+                };
             }
-            ProxyError::Provider { error, .. } => (error.metric_label(), None),
-            ProxyError::NotFound { .. } => ("not_found", None),
+            ProxyError::PrivateToExternal { .. } => (
+                "private_request_refused",
+                Some("provider".to_owned()),
+                self.to_string(),
+                bad_request,
+            ),
+            ProxyError::Provider { provider, error } => (
+                error.metric_label(),
+                None,
+                format!("{provider}: {}", sanitise(&error.to_string())),
+                Some(error.failure()),
+            ),
+            ProxyError::NotFound { .. } => ("not_found", None, self.to_string(), bad_request),
         };
         ErrorDetail {
             param,
-            ..ErrorDetail::new(kind, self.to_string())
+            failure,
+            ..ErrorDetail::new(kind, message)
         }
     }
 }
@@ -168,6 +187,13 @@ impl Proxy {
             }
             .into());
         };
+        if let Err(message) = providers::check_model_id(provider.kind(), &request.model) {
+            return Err(InvalidRequest {
+                param: Some("model".to_owned()),
+                message,
+            }
+            .into());
+        }
         if request.private && provider.locality() != Locality::InCluster {
             return Err(ProxyError::PrivateToExternal {
                 provider: request.provider,
@@ -189,6 +215,7 @@ impl Proxy {
             provider: request.provider,
             task: request.task,
             stream: request.stream,
+            start_timeout: request.start_timeout_ms.map(Duration::from_millis),
             timeout,
         })
     }
@@ -237,7 +264,13 @@ impl Proxy {
         let deadline = started + prepared.timeout;
         let cx = CallScope { call_id, deadline };
         let (provider, slot) = self.place(&prepared, &cx, started).await?;
-        let mut stream = match provider.chat_stream(&prepared.chat, &cx).await {
+        let start_by = prepared
+            .start_timeout
+            .map_or(deadline, |t| (started + t).min(deadline));
+        let opened = tokio::time::timeout_at(start_by, provider.chat_stream(&prepared.chat, &cx))
+            .await
+            .unwrap_or(Err(ProviderError::Timeout));
+        let mut stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
                 return Err(self.meter_failure(&prepared, started.elapsed(), error, call_id));
@@ -311,11 +344,13 @@ impl Proxy {
         }
         match tokio::time::timeout_at(cx.deadline, self.pools.pick(&prepared.provider)).await {
             Ok(Some((provider, guard))) => Ok((provider, Some(guard))),
+            // Every replica is down or draining: the provider is out, not
+            // misconfigured.
             Ok(None) => Err(ProxyError::Provider {
                 provider: prepared.provider.clone(),
-                error: ProviderError::NotConfigured {
-                    provider: prepared.provider.clone(),
-                    reason: "its pool has no usable replica".to_owned(),
+                error: ProviderError::Overloaded {
+                    retry_after: None,
+                    message: "its pool has no usable replica".to_owned(),
                 },
             }),
             Err(_) => Err(self.meter_failure(
@@ -362,7 +397,8 @@ impl Proxy {
         faas_runtime::access::record(Field::Provider, prepared.provider.as_str());
         faas_runtime::access::record(Field::Model, prepared.chat.model.as_str());
         faas_runtime::access::record(Field::Error, error.metric_label());
-        tracing::debug!(call_id, provider = %prepared.provider, error = error.metric_label(), "provider call failed");
+        // The provider's own words stay in the logs; callers get them sanitised.
+        tracing::warn!(call_id, provider = %prepared.provider, model = %prepared.chat.model, error = error.metric_label(), detail = %error, "provider call failed");
         ProxyError::Provider {
             provider: prepared.provider.clone(),
             error,
@@ -378,6 +414,8 @@ pub(crate) struct Prepared {
     /// Whether the caller asked for a stream.
     pub stream: bool,
     timeout: Duration,
+    /// For a stream: how long the provider may take to start it.
+    start_timeout: Option<Duration>,
 }
 
 impl Prepared {

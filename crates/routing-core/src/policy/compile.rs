@@ -381,6 +381,27 @@ fn check_live(c: &Checker<'_>, lp: &FieldPath, live: &LiveConfig) -> Result<(), 
     if live.breaker_failures == 0 {
         return Err(c.error(&lp.key("breaker_failures"), "must be at least 1"));
     }
+    if live.breaker_window == 0 {
+        return Err(c.error(&lp.key("breaker_window"), "must be at least 1"));
+    }
+    if !(live.breaker_failure_rate.is_finite()
+        && live.breaker_failure_rate > 0.0
+        && live.breaker_failure_rate <= 1.0)
+    {
+        return Err(c.error(&lp.key("breaker_failure_rate"), "must be in (0, 1]"));
+    }
+    if live.breaker_min_calls > live.breaker_window {
+        return Err(c.error(
+            &lp.key("breaker_min_calls"),
+            format!(
+                "{} calls can never be reached with a breaker window of {}",
+                live.breaker_min_calls, live.breaker_window
+            ),
+        ));
+    }
+    if live.breaker_probes == 0 {
+        return Err(c.error(&lp.key("breaker_probes"), "must be at least 1"));
+    }
     Ok(())
 }
 

@@ -1,7 +1,14 @@
 //! Live per-model measurements fed by every call: latency (EWMA and a
 //! sliding-window percentile) and a circuit breaker.
+//!
+//! The breaker counts only what its caller reports as the provider's own
+//! fault ([`LiveStats::observe_fault`]); it opens on consecutive faults or
+//! on a failure rate over a window of recent outcomes, lets a limited
+//! number of probe calls through once its cool-down is over
+//! ([`LiveStats::admit`]) and remembers the last fault's cause, so an open
+//! breaker can say why it is open.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -94,6 +101,15 @@ pub struct LiveConfig {
     pub breaker_failures: u32,
     /// How long an open breaker keeps a model out before a trial call.
     pub breaker_cooldown_ms: u64,
+    /// Recent outcomes (successes and provider faults) the failure rate is
+    /// taken over.
+    pub breaker_window: usize,
+    /// The failure rate over the window, in `(0, 1]`, that opens the breaker.
+    pub breaker_failure_rate: f64,
+    /// Outcomes needed in the window before the failure rate is trusted.
+    pub breaker_min_calls: usize,
+    /// Trial calls let through at once while the breaker is half-open.
+    pub breaker_probes: u32,
 }
 
 impl LiveConfig {
@@ -113,6 +129,13 @@ impl LiveConfig {
             } else {
                 LiveConfig::default().percentile
             },
+            breaker_window: self.breaker_window.max(1),
+            breaker_failure_rate: if self.breaker_failure_rate.is_finite() {
+                self.breaker_failure_rate.clamp(f64::MIN_POSITIVE, 1.0)
+            } else {
+                LiveConfig::default().breaker_failure_rate
+            },
+            breaker_probes: self.breaker_probes.max(1),
             ..self
         }
     }
@@ -127,6 +150,10 @@ impl Default for LiveConfig {
             min_samples: 10,
             breaker_failures: 5,
             breaker_cooldown_ms: 30_000,
+            breaker_window: 20,
+            breaker_failure_rate: 0.5,
+            breaker_min_calls: 10,
+            breaker_probes: 1,
         }
     }
 }
@@ -142,8 +169,9 @@ pub enum BreakerState {
         /// Milliseconds until a trial call is allowed.
         retry_in_ms: u64,
     },
-    /// The cool-down is over: calls flow again, and the next outcome closes
-    /// (success) or re-opens (failure) the breaker.
+    /// The cool-down is over: a limited number of trial calls flow (see
+    /// [`LiveStats::admit`]), and the next outcome closes (success) or
+    /// re-opens (provider fault) the breaker.
     HalfOpen,
 }
 
@@ -172,6 +200,12 @@ struct ModelLive {
     ewma: f64,
     percentile: f64,
     breaker: Breaker,
+    /// Recent breaker outcomes, oldest first: `true` for a provider fault.
+    outcomes: VecDeque<bool>,
+    /// Trial calls admitted and not finished while half-open.
+    probes: u32,
+    /// What the last provider fault was.
+    last_cause: Option<String>,
 }
 
 impl ModelLive {
@@ -182,6 +216,9 @@ impl ModelLive {
             ewma: 0.0,
             percentile: 0.0,
             breaker: Breaker::Closed { failures: 0 },
+            outcomes: VecDeque::new(),
+            probes: 0,
+            last_cause: None,
         }
     }
 
@@ -311,12 +348,25 @@ impl LiveStats {
             .cloned()
     }
 
-    /// Records the outcome of one call to `model` (a catalogue id).
+    /// Records the outcome of one call to `model` (a catalogue id): a
+    /// success, or (`ok: false`) a provider fault of unnamed cause.
     ///
     /// Only successful calls feed the latency statistics (a fast error says
-    /// nothing about how long an answer takes); every outcome drives the
-    /// breaker.
+    /// nothing about how long an answer takes); both drive the breaker.
+    /// A failure that is not the provider's fault (the caller's budget, a
+    /// bad request, provider-proxy's health) must not be observed at all.
     pub fn observe(&self, model: &str, latency: Duration, ok: bool) {
+        self.record(model, latency, if ok { None } else { Some("failure") });
+    }
+
+    /// Records a provider fault of `model`, naming its cause (kept for the
+    /// open breaker's message).
+    pub fn observe_fault(&self, model: &str, latency: Duration, cause: &str) {
+        self.record(model, latency, Some(cause));
+    }
+
+    fn record(&self, model: &str, latency: Duration, fault: Option<&str>) {
+        let ok = fault.is_none();
         let now = self.inner.clock.now();
         let entry = self.entry(model);
         let mut live = entry.lock().unwrap_or_else(PoisonError::into_inner);
@@ -338,25 +388,68 @@ impl LiveStats {
             };
             live.percentile = percentile(&live.window, config.percentile);
         }
+        if let Some(cause) = fault {
+            live.last_cause = Some(cause.to_owned());
+        }
         let cooldown = Duration::from_millis(config.breaker_cooldown_ms);
+        let open = Breaker::Open {
+            until: now.saturating_add(cooldown),
+        };
         live.breaker = match (live.breaker_at(now), ok) {
-            (Breaker::Closed { .. } | Breaker::HalfOpen, true) => Breaker::Closed { failures: 0 },
+            (Breaker::Closed { .. } | Breaker::HalfOpen, true) => {
+                push_outcome(&mut live.outcomes, false, config.breaker_window);
+                Breaker::Closed { failures: 0 }
+            }
             (Breaker::Closed { failures }, false) => {
                 let failures = failures.saturating_add(1);
-                if failures >= config.breaker_failures.max(1) {
-                    Breaker::Open {
-                        until: now.saturating_add(cooldown),
-                    }
+                push_outcome(&mut live.outcomes, true, config.breaker_window);
+                let faults = live.outcomes.iter().filter(|f| **f).count();
+                let rate_exceeded = live.outcomes.len() >= config.breaker_min_calls.max(1)
+                    && faults as f64 >= config.breaker_failure_rate * live.outcomes.len() as f64;
+                if failures >= config.breaker_failures.max(1) || rate_exceeded {
+                    live.outcomes.clear();
+                    open
                 } else {
                     Breaker::Closed { failures }
                 }
             }
-            (Breaker::HalfOpen, false) => Breaker::Open {
-                until: now.saturating_add(cooldown),
-            },
+            (Breaker::HalfOpen, false) => {
+                live.outcomes.clear();
+                open
+            }
             // A late answer from before the breaker opened changes nothing.
             (open @ Breaker::Open { .. }, _) => open,
         };
+    }
+
+    /// Asks to call `model` now: `None` while its breaker is open, or while
+    /// it is half-open and its trial calls are all taken. The admission
+    /// holds a half-open breaker's trial slot until it is dropped, whatever
+    /// the outcome (a call the provider is not to blame for frees its slot
+    /// without closing or re-opening the breaker).
+    pub fn admit(&self, model: &str) -> Option<Admission> {
+        let now = self.inner.clock.now();
+        let entry = self.entry(model);
+        let probes = self.config().breaker_probes.max(1);
+        let mut live = entry.lock().unwrap_or_else(PoisonError::into_inner);
+        match live.breaker_at(now) {
+            Breaker::Closed { .. } => Some(Admission { probe: None }),
+            Breaker::Open { .. } => None,
+            Breaker::HalfOpen if live.probes < probes => {
+                live.breaker = Breaker::HalfOpen;
+                live.probes += 1;
+                drop(live);
+                Some(Admission { probe: Some(entry) })
+            }
+            Breaker::HalfOpen => None,
+        }
+    }
+
+    /// The cause of `model`'s last provider fault, if it had one.
+    pub fn last_cause(&self, model: &str) -> Option<String> {
+        let entry = self.get(model)?;
+        let live = entry.lock().unwrap_or_else(PoisonError::into_inner);
+        live.last_cause.clone()
     }
 
     /// The breaker state of `model` and its trusted live latency, with one
@@ -413,6 +506,36 @@ impl Default for LiveStats {
     }
 }
 
+/// Permission to call a model, from [`LiveStats::admit`]; a half-open
+/// breaker's trial slot is given back when it is dropped.
+#[derive(Debug)]
+pub struct Admission {
+    probe: Option<Arc<Mutex<ModelLive>>>,
+}
+
+impl Admission {
+    /// Whether this call is a half-open breaker's trial.
+    pub fn is_probe(&self) -> bool {
+        self.probe.is_some()
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(entry) = self.probe.take() {
+            let mut live = entry.lock().unwrap_or_else(PoisonError::into_inner);
+            live.probes = live.probes.saturating_sub(1);
+        }
+    }
+}
+
+fn push_outcome(outcomes: &mut VecDeque<bool>, fault: bool, window: usize) {
+    outcomes.push_back(fault);
+    while outcomes.len() > window.max(1) {
+        outcomes.pop_front();
+    }
+}
+
 /// The `q` quantile of `samples` (nearest rank).
 fn percentile(samples: &[f64], q: f64) -> f64 {
     if samples.is_empty() {
@@ -427,6 +550,67 @@ fn percentile(samples: &[f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_failure_rate_over_the_window_opens_the_breaker() {
+        let live = LiveStats::with_clock(
+            LiveConfig {
+                breaker_failures: 100,
+                breaker_window: 10,
+                breaker_min_calls: 10,
+                breaker_failure_rate: 0.5,
+                ..LiveConfig::default()
+            },
+            Arc::new(ManualClock::new()),
+        );
+        // Alternating faults never reach 100 in a row, but half the window
+        // failing does.
+        for _ in 0..4 {
+            live.observe("m", ms(10), true);
+            live.observe_fault("m", ms(10), "provider_error: 500");
+        }
+        assert_eq!(live.breaker("m"), BreakerState::Closed);
+        live.observe("m", ms(10), true);
+        live.observe_fault("m", ms(10), "overloaded: busy");
+        assert!(matches!(live.breaker("m"), BreakerState::Open { .. }));
+        assert_eq!(live.last_cause("m").as_deref(), Some("overloaded: busy"));
+    }
+
+    #[test]
+    fn a_half_open_breaker_admits_only_its_probes() {
+        let clock = Arc::new(ManualClock::new());
+        let live = LiveStats::with_clock(
+            LiveConfig {
+                breaker_failures: 1,
+                breaker_cooldown_ms: 1000,
+                breaker_probes: 2,
+                ..LiveConfig::default()
+            },
+            clock.clone(),
+        );
+        assert!(live.admit("m").is_some_and(|a| !a.is_probe()));
+        live.observe_fault("m", ms(10), "provider_error");
+        assert!(live.admit("m").is_none());
+        clock.advance(ms(1000));
+        let first = live.admit("m");
+        let second = live.admit("m");
+        assert!(first.as_ref().is_some_and(Admission::is_probe));
+        assert!(second.is_some());
+        assert!(live.admit("m").is_none(), "a third probe while two run");
+        // A probe that ends without a verdict frees its slot.
+        drop(first);
+        let third = live.admit("m");
+        assert!(third.is_some());
+        assert_eq!(live.breaker("m"), BreakerState::HalfOpen);
+        live.observe("m", ms(10), true);
+        assert_eq!(live.breaker("m"), BreakerState::Closed);
+        drop((second, third));
+        assert!(live.admit("m").is_some_and(|a| !a.is_probe()));
+    }
 
     #[test]
     fn nearest_rank_percentile() {

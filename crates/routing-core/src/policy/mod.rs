@@ -67,7 +67,9 @@ pub use learning::{
     ArmKey, ArmStats, ArmStore, Learned, Learner, LearningConfig, LearningContext, MemoryArms,
     Prediction, Rng, explore,
 };
-pub use live::{BreakerState, Clock, LiveConfig, LiveLatency, LiveStats, ManualClock, SystemClock};
+pub use live::{
+    Admission, BreakerState, Clock, LiveConfig, LiveLatency, LiveStats, ManualClock, SystemClock,
+};
 pub use schema::{
     BudgetPolicy, DifficultyWeights, DowngradeConfig, Escalate, LatencyMiss, OutputTokens,
     POLICY_VERSION, Rank, Rule, SelectionConfig, Weights, When,

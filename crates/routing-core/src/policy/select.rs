@@ -196,6 +196,9 @@ pub enum RejectReason {
     BreakerOpen {
         /// Milliseconds until a trial call.
         retry_in_ms: u64,
+        /// The provider fault that opened it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_cause: Option<String>,
     },
     /// Too dear for the tenant's remaining budget or the downgrade cap.
     Budget {
@@ -235,9 +238,16 @@ impl fmt::Display for RejectReason {
             RejectReason::Quality { quality, floor } => {
                 write!(f, "quality {quality:.2} is below the floor {floor:.2}")
             }
-            RejectReason::BreakerOpen { retry_in_ms } => {
-                write!(f, "circuit breaker open (retry in {retry_in_ms} ms)")
-            }
+            RejectReason::BreakerOpen {
+                retry_in_ms,
+                last_cause,
+            } => match last_cause {
+                Some(cause) => write!(
+                    f,
+                    "circuit breaker open after {cause} (retry in {retry_in_ms} ms)"
+                ),
+                None => write!(f, "circuit breaker open (retry in {retry_in_ms} ms)"),
+            },
             RejectReason::Budget {
                 expected_usd,
                 allowed_usd,
@@ -440,7 +450,10 @@ impl Ctx<'_> {
         }
         let (breaker, live) = self.live.status(&m.id);
         if let BreakerState::Open { retry_in_ms } = breaker {
-            return Err(RejectReason::BreakerOpen { retry_in_ms });
+            return Err(RejectReason::BreakerOpen {
+                retry_in_ms,
+                last_cause: self.live.last_cause(&m.id),
+            });
         }
         let cost = m.expected_cost_usd(input.input_tokens, self.output_tokens);
         if let Some(cap) = input.max_cost_usd {
