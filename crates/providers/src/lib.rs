@@ -83,8 +83,8 @@ use tracing::Instrument as _;
 pub use config::{ProviderConfigError, Providers, env_vars, secret_names};
 pub use error::ProviderError;
 pub use routing_core::chat::{
-    ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason, Locality,
-    Message, Role, Usage,
+    ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason,
+    GenerationOptions, Locality, Message, Role, Usage,
 };
 pub use stream::STREAM_IDLE_TIMEOUT;
 

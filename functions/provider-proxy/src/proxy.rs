@@ -182,6 +182,7 @@ impl Proxy {
                 max_tokens: request.max_tokens,
                 temperature: request.temperature,
                 stop: request.stop,
+                options: request.options,
             },
             provider: request.provider,
             task: request.task,
