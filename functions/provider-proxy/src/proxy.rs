@@ -72,6 +72,14 @@ impl ProxyError {
         }
     }
 
+    /// The wait the provider asked for, sent on as `Retry-After`.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProxyError::Provider { error, .. } => error.retry_after(),
+            _ => None,
+        }
+    }
+
     /// JSON error body.
     pub(crate) fn detail(&self) -> ErrorDetail {
         let (kind, param) = match self {
