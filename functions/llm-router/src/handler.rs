@@ -12,13 +12,15 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use routing_core::Task;
 use routing_core::api::{
     FeedbackRequest, InvalidRequest, ProxyStreamEvent, RouteExplanation, RouteRequest,
-    RouteResponse, parse_json,
+    RouteResponse,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::error::RouterError;
-use crate::openai::{self, AUTO_MODEL, ChatCompletionRequest, EmbeddingsRequest};
+use crate::openai;
+use crate::openai_error::OpenAiError;
+use crate::openai_request::{AUTO_MODEL, ChatCompletionRequest, EmbeddingsRequest};
 use crate::router::{Call, Plan, Router};
 
 /// The llm-router's request handler.
@@ -74,13 +76,10 @@ impl RouterHandler {
         headers: &HeaderMap,
         body: &[u8],
         call: &Call<'_>,
-    ) -> Result<Response<Body>, RouterError> {
-        let mut request: ChatCompletionRequest = parse_json(body)?;
+    ) -> Result<Response<Body>, OpenAiError> {
+        let mut request = ChatCompletionRequest::parse(body)?;
         request.hints.merge_headers(headers)?;
-        let include_usage = request
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage);
+        let include_usage = request.include_usage();
         let valid = request.into_route_request()?.validate()?;
         if valid.task == Some(Task::Embed) {
             return Err(InvalidRequest {
@@ -92,9 +91,9 @@ impl RouterHandler {
         let mut plan = self.router.plan(valid, call).await?;
         self.router.explore(&mut plan, call);
         if plan.request.stream {
-            return self
+            return Ok(self
                 .stream(plan, call, Framing::OpenAi { include_usage })
-                .await;
+                .await?);
         }
         let answer = self.router.execute(plan, call).await?;
         log_routed(call, &answer);
@@ -109,20 +108,10 @@ impl RouterHandler {
         headers: &HeaderMap,
         body: &[u8],
         call: &Call<'_>,
-    ) -> Result<Response<Body>, RouterError> {
-        let mut request: EmbeddingsRequest = parse_json(body)?;
+    ) -> Result<Response<Body>, OpenAiError> {
+        let mut request = EmbeddingsRequest::parse(body)?;
         request.hints.merge_headers(headers)?;
-        let base64 = match request.encoding_format.as_deref() {
-            None | Some("float") => false,
-            Some("base64") => true,
-            Some(_) => {
-                return Err(InvalidRequest {
-                    param: Some("encoding_format".to_owned()),
-                    message: "encoding_format must be float or base64".to_owned(),
-                }
-                .into());
-            }
-        };
+        let base64 = request.base64();
         let valid = request.into_route_request().validate()?;
         let mut plan = self.router.plan(valid, call).await?;
         self.router.explore(&mut plan, call);
@@ -147,9 +136,28 @@ impl RouterHandler {
         Ok(json_response(StatusCode::OK, &learnt))
     }
 
+    /// `GET /v1/models`: `auto` and the catalogue.
     fn models(&self) -> Response<Body> {
+        json_response(
+            StatusCode::OK,
+            &json!({"object": "list", "data": self.model_objects()}),
+        )
+    }
+
+    /// `GET /v1/models/{id}` (`models.retrieve`); ids hold a `/`
+    /// (`vertex/gemini-2.5-flash`), sent as is or percent-encoded.
+    fn model(&self, id: &str) -> Result<Response<Body>, OpenAiError> {
+        let id = id.replace("%2F", "/").replace("%2f", "/");
+        self.model_objects()
+            .into_iter()
+            .find(|m| m["id"] == id.as_str())
+            .map(|m| json_response(StatusCode::OK, &m))
+            .ok_or(OpenAiError::ModelNotFound(id))
+    }
+
+    fn model_objects(&self) -> Vec<Value> {
         let policy = self.router.policy();
-        let data: Vec<Value> = std::iter::once(json!({
+        std::iter::once(json!({
             "id": AUTO_MODEL, "object": "model", "created": 0, "owned_by": "faas-llm-router",
         }))
         .chain(policy.models().map(|m| {
@@ -164,8 +172,7 @@ impl RouterHandler {
                 "price_usd_per_mtok": {"input": m.price.input, "output": m.price.output},
             })
         }))
-        .collect();
-        json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+        .collect()
     }
 
     /// Starts the stream on the first model that takes it and forwards its
@@ -284,14 +291,18 @@ impl Handler for RouterHandler {
         let result = match (req.method(), path) {
             (&Method::POST, "/") => self.native(req.body(), &call).await,
             (&Method::POST, "/dry-run") => self.dry_run(req.body(), &call).await,
-            (&Method::POST, "/v1/chat/completions") => {
-                self.chat_completions(req.headers(), req.body(), &call)
-                    .await
-            }
-            (&Method::POST, "/v1/embeddings") => {
-                self.embeddings(req.headers(), req.body(), &call).await
-            }
+            (&Method::POST, "/v1/chat/completions") => Ok(self
+                .chat_completions(req.headers(), req.body(), &call)
+                .await
+                .unwrap_or_else(|e| openai_failure(&cx, &e))),
+            (&Method::POST, "/v1/embeddings") => Ok(self
+                .embeddings(req.headers(), req.body(), &call)
+                .await
+                .unwrap_or_else(|e| openai_failure(&cx, &e))),
             (&Method::GET, "/v1/models") => Ok(self.models()),
+            (&Method::GET, p) if p.starts_with("/v1/models/") => Ok(self
+                .model(&p["/v1/models/".len()..])
+                .unwrap_or_else(|e| openai_failure(&cx, &e))),
             (&Method::POST, "/feedback" | "/v1/feedback") => self.feedback(req.body()).await,
             (&Method::GET, "/") => Ok(json_response(
                 StatusCode::OK,
@@ -301,6 +312,13 @@ impl Handler for RouterHandler {
                     "endpoints": ["POST /", "POST /dry-run", "POST /v1/chat/completions",
                                   "POST /v1/embeddings", "GET /v1/models",
                                   "POST /feedback", "POST /v1/feedback"],
+                }),
+            )),
+            (method, path) if path.starts_with("/v1/") => Ok(openai_failure(
+                &cx,
+                &OpenAiError::Router(RouterError::NotFound {
+                    method: method.to_string(),
+                    path: path.to_owned(),
                 }),
             )),
             (method, path) => Err(RouterError::NotFound {
@@ -313,6 +331,12 @@ impl Handler for RouterHandler {
             error_response(e.status(), &e.error_object())
         })
     }
+}
+
+/// An OpenAI-compatible request's failure, logged and answered in OpenAI's terms.
+fn openai_failure(cx: &RequestContext, e: &OpenAiError) -> Response<Body> {
+    tracing::info!(call_id = %cx.call_id, status = e.status().as_u16(), error = e.metric_label(), "request failed");
+    e.response()
 }
 
 fn log_routed(call: &Call<'_>, answer: &RouteResponse) {
