@@ -5,7 +5,9 @@ Usage: python3 openai_client.py <gateway base URL>
 Exits non-zero (with the failing assertion) when the router does not behave
 as an OpenAI endpoint: chat completions with and without streaming (usage in
 the final chunk when asked), routing hints in extra_body and headers, model
-pinning, embeddings and the model list.
+pinning, embeddings, the model list and models.retrieve, sampling settings,
+and refusals of fields the router does not serve (legacy functions, a
+misspelt privacy flag) with OpenAI's codes.
 """
 
 import sys
@@ -82,6 +84,61 @@ def main(gateway: str) -> None:
         assert error.status_code == 400
     else:
         raise AssertionError("an unknown task must be refused")
+
+    # Legacy function calling is refused by name, never ignored.
+    try:
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "hi"}],
+            functions=[{"name": "lookup", "parameters": {"type": "object"}}],
+        )
+    except openai.BadRequestError as error:
+        assert error.status_code == 400
+        assert error.param == "functions", error.body
+        assert error.code == "unsupported_parameter", error.body
+    else:
+        raise AssertionError("functions= must be refused")
+
+    # A misspelt privacy flag is an unknown parameter: the prompt must not
+    # go to an external provider as if no flag had been sent.
+    for misspelt in ("Private", "is_private", "privacy"):
+        try:
+            client.chat.completions.create(
+                model="auto",
+                messages=[{"role": "user", "content": "my medical records"}],
+                extra_body={misspelt: True},
+            )
+        except openai.BadRequestError as error:
+            assert error.status_code == 400
+            assert error.param == misspelt, error.body
+            assert error.code == "unknown_parameter", error.body
+            assert "private" in error.message, error.message
+        else:
+            raise AssertionError(f"{misspelt} must be refused")
+
+    # Sampling settings are taken (and passed on), and a model is retrieved
+    # by id.
+    seeded = client.chat.completions.create(
+        model="groq/llama-3.1-8b-instant",
+        messages=[{"role": "user", "content": "hi"}],
+        seed=7,
+        top_p=0.5,
+        presence_penalty=0.1,
+        frequency_penalty=0.1,
+        user="u-1",
+        stop=["END"],
+        max_completion_tokens=64,
+        n=1,
+    )
+    assert seeded.model == "groq/llama-3.1-8b-instant", seeded.model
+    retrieved = client.models.retrieve("vertex/gemini-2.5-flash")
+    assert retrieved.id == "vertex/gemini-2.5-flash", retrieved
+    try:
+        client.models.retrieve("nope/none")
+    except openai.NotFoundError as error:
+        assert error.code == "model_not_found", error.body
+    else:
+        raise AssertionError("an unknown model must be 404")
 
     print("openai client: all checks passed")
 
