@@ -72,6 +72,12 @@ def main(gateway: str) -> None:
     # Embeddings.
     embeddings = client.embeddings.create(model="auto", input=["one", "two"])
     assert len(embeddings.data) == 2 and len(embeddings.data[0].embedding) == 384
+    # Token ids (cl100k_base), as LangChain's OpenAIEmbeddings() sends them:
+    # "hello world" twice, once as text and once as tokens, embeds the same.
+    tokens = client.embeddings.create(model="auto", input=[[15339, 1917], [791, 4062]])
+    assert len(tokens.data) == 2, tokens
+    text = client.embeddings.create(model="auto", input="hello world")
+    assert tokens.data[0].embedding == text.data[0].embedding
 
     # Errors come back as OpenAI errors with the right status.
     try:

@@ -112,7 +112,7 @@ impl RouterHandler {
         let mut request = EmbeddingsRequest::parse(body)?;
         request.hints.merge_headers(headers)?;
         let base64 = request.base64();
-        let valid = request.into_route_request().validate()?;
+        let valid = request.into_route_request()?.validate()?;
         let mut plan = self.router.plan(valid, call).await?;
         self.router.explore(&mut plan, call);
         let answer = self.router.execute(plan, call).await?;

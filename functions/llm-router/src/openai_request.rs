@@ -660,14 +660,66 @@ fn all_known(fields: &[&'static str]) -> Vec<&'static str> {
     fields.iter().chain(HINT_FIELDS.iter()).copied().collect()
 }
 
+/// The `input` of an embeddings request: text, or token ids as OpenAI's
+/// clients send them (LangChain's `OpenAIEmbeddings()` does by default).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum EmbeddingInput {
+    /// One text.
+    Text(String),
+    /// Several texts.
+    Texts(Vec<String>),
+    /// One text as cl100k_base token ids.
+    Tokens(Vec<u32>),
+    /// Several texts as cl100k_base token ids.
+    TokenLists(Vec<Vec<u32>>),
+}
+
+impl EmbeddingInput {
+    /// The texts; token ids are decoded with cl100k_base, the encoding of
+    /// OpenAI's embedding models, which is what clients encode with.
+    pub(crate) fn into_texts(self) -> Result<Vec<String>, ParamError> {
+        match self {
+            EmbeddingInput::Text(text) => Ok(vec![text]),
+            EmbeddingInput::Texts(texts) => Ok(texts),
+            EmbeddingInput::Tokens(tokens) => Ok(vec![decode(&tokens, "input")?]),
+            EmbeddingInput::TokenLists(lists) => lists
+                .iter()
+                .enumerate()
+                .map(|(i, tokens)| decode(tokens, &format!("input[{i}]")))
+                .collect(),
+        }
+    }
+}
+
+/// cl100k_base token ids back to their text.
+fn decode(tokens: &[u32], param: &str) -> Result<String, ParamError> {
+    if tokens.is_empty() {
+        return Err(ParamError::new(
+            param,
+            "invalid_value",
+            "token arrays must not be empty",
+        ));
+    }
+    tiktoken_rs::cl100k_base_singleton()
+        .decode(tokens)
+        .map_err(|e| {
+            ParamError::new(
+                param,
+                "invalid_value",
+                format!("not cl100k_base tokens of UTF-8 text: {e}"),
+            )
+        })
+}
+
 /// `POST /v1/embeddings`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct EmbeddingsRequest {
     /// `auto` or an embedding model id.
     #[serde(default)]
     pub model: Option<String>,
-    /// A string or an array of strings.
-    pub input: OneOrMany,
+    /// Texts or token ids.
+    pub input: EmbeddingInput,
     /// `float` (default) or `base64`.
     #[serde(default)]
     pub encoding_format: Option<String>,
@@ -721,17 +773,17 @@ impl EmbeddingsRequest {
     }
 
     /// The router request (task `embed`) this asks for, not yet validated.
-    pub(crate) fn into_route_request(self) -> RouteRequest {
-        RouteRequest {
+    pub(crate) fn into_route_request(self) -> Result<RouteRequest, ParamError> {
+        Ok(RouteRequest {
             task: Some(Task::Embed),
-            input: Some(self.input.into_vec()),
+            input: Some(self.input.into_texts()?),
             model: self.model.filter(|m| m != AUTO_MODEL),
             options: GenerationOptions {
                 user: self.user,
                 ..GenerationOptions::default()
             },
             ..self.hints.into_route_request()
-        }
+        })
     }
 }
 

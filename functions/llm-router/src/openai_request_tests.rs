@@ -240,7 +240,7 @@ fn an_embeddings_request_becomes_an_embed_route_request() {
     .unwrap();
     assert!(req.base64());
     assert_eq!(
-        req.into_route_request(),
+        req.into_route_request().unwrap(),
         RouteRequest {
             task: Some(Task::Embed),
             input: Some(vec!["a".to_owned(), "b".to_owned()]),
@@ -253,6 +253,34 @@ fn an_embeddings_request_becomes_an_embed_route_request() {
             ..RouteRequest::default()
         }
     );
+}
+
+fn embed_texts(input: Value) -> Result<Vec<String>, ParamError> {
+    EmbeddingsRequest::parse(json!({"input": input}).to_string().as_bytes())?
+        .into_route_request()
+        .map(|r| r.input.unwrap_or_default())
+}
+
+#[test]
+fn token_id_inputs_are_decoded_with_cl100k_base() {
+    // "hello world" and "The quick brown fox" as tiktoken encodes them
+    // with cl100k_base (LangChain's OpenAIEmbeddings() sends these).
+    assert_eq!(embed_texts(json!([15339, 1917])).unwrap(), ["hello world"]);
+    assert_eq!(
+        embed_texts(json!([[15339, 1917], [791, 4062, 14198, 39935]])).unwrap(),
+        ["hello world", "The quick brown fox"]
+    );
+    assert_eq!(embed_texts(json!("a")).unwrap(), ["a"]);
+    assert_eq!(embed_texts(json!(["a", "b"])).unwrap(), ["a", "b"]);
+    for (input, param) in [
+        (json!([[15339], []]), "input[1]"),
+        (json!([999_999_999]), "input"),
+        (json!([1, "a"]), "input"),
+        (json!([-1]), "input"),
+    ] {
+        let err = embed_texts(input.clone()).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some(param), "{input}: {err:?}");
+    }
 }
 
 #[test]
