@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::error::RouterError;
 use crate::openai;
-use crate::openai_error::OpenAiError;
+use crate::openai_error::{self, OpenAiError};
 use crate::openai_request::{AUTO_MODEL, ChatCompletionRequest, EmbeddingsRequest};
 use crate::router::{Call, Plan, Router};
 
@@ -252,7 +252,7 @@ impl RouterHandler {
                         frames
                     }
                     (ProxyStreamEvent::Error { error }, Framing::OpenAi { .. }) => {
-                        vec![sse(&json!({"error": error}))]
+                        vec![sse(&json!({"error": openai_error::stream_error(error)}))]
                     }
                 };
                 let last = !matches!(event, ProxyStreamEvent::Delta { .. });

@@ -25,7 +25,7 @@ use faas_runtime::{Body, error_response};
 use gateway_client::InvokeError;
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
-use routing_core::api::InvalidRequest;
+use routing_core::api::{ErrorDetail, InvalidRequest};
 use routing_core::policy::{NoRoute, RejectReason, Rejection};
 use serde::Serialize;
 
@@ -315,6 +315,19 @@ fn conform_downstream(error: &InvokeError) -> Conformed<'static> {
         conformed.retry_after = retry_after;
     }
     conformed
+}
+
+/// A failure after a stream started, as OpenAI sends one
+/// (`data: {"error": …}`): the fleet's class (`rate_limited`, …) becomes
+/// OpenAI's `type` and `code`.
+pub(crate) fn stream_error(detail: &ErrorDetail) -> serde_json::Value {
+    let failure = InvokeError::Failed {
+        function: "provider-proxy".to_owned(),
+        status: StatusCode::BAD_GATEWAY.as_u16(),
+        detail: detail.clone(),
+        retry_after_secs: None,
+    };
+    serde_json::to_value(conform_downstream(&failure).body).unwrap_or_default()
 }
 
 /// No model could serve: a prompt too long for every model that could

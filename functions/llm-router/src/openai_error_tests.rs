@@ -1,5 +1,4 @@
 use super::*;
-use routing_core::api::ErrorDetail;
 
 fn downstream(status: u16, kind: &str, retry_after_secs: Option<u16>) -> OpenAiError {
     OpenAiError::Router(RouterError::from(InvokeError::Failed {
@@ -97,4 +96,17 @@ fn a_refused_field_names_itself_and_its_code() {
         serde_json::json!({"message": "Unknown parameter: 'Private'. Did you mean 'private'?",
             "type": "invalid_request_error", "param": "Private", "code": "unknown_parameter"})
     );
+}
+
+#[test]
+fn a_failure_inside_a_stream_is_framed_in_openais_terms() {
+    let error = stream_error(&ErrorDetail::new("rate_limited", "groq: slow down"));
+    assert_eq!(
+        error,
+        serde_json::json!({"message": "groq: slow down", "type": "requests", "param": null,
+            "code": "rate_limit_exceeded"})
+    );
+    let error = stream_error(&ErrorDetail::new("transport", "cut"));
+    assert_eq!(error["type"], "server_error");
+    assert_eq!(error["code"], "upstream_error");
 }
