@@ -91,6 +91,9 @@ fn suggestion<'a>(param: &str, known: &[&'a str]) -> Option<&'a str> {
     })
 }
 
+/// OpenAI's limit on stop sequences (every provider takes at least as many).
+const MAX_STOP_SEQUENCES: usize = 4;
+
 /// Routing hints every OpenAI endpoint takes in the body.
 const HINT_FIELDS: [&str; 7] = [
     "task",
@@ -546,6 +549,15 @@ impl ChatCompletionRequest {
                     "Unsupported value: 'response_format' of type '{}' is not supported; only 'text' is.",
                     format.kind
                 ),
+            ));
+        }
+        if let Some(OneOrMany::Many(stops)) = &self.stop
+            && stops.len() > MAX_STOP_SEQUENCES
+        {
+            return Err(ParamError::new(
+                "stop",
+                "invalid_value",
+                format!("at most {MAX_STOP_SEQUENCES} stop sequences"),
             ));
         }
         if self.stream_options.is_some() && self.stream != Some(true) {

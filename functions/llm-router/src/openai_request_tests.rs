@@ -204,6 +204,11 @@ fn openai_parameters_the_router_does_not_serve_are_refused_by_name() {
             "unsupported_value",
         ),
         (json!({"messages": []}), "messages", "empty_array"),
+        (
+            json!({"stop": ["a", "b", "c", "d", "e"]}),
+            "stop",
+            "invalid_value",
+        ),
     ] {
         let err = refused(user_says(extra.clone()));
         assert_eq!(
