@@ -188,6 +188,17 @@ async fn provider_failures_carry_openais_codes_and_the_wait() {
         limited.headers
     );
 
+    // The native API passes the wait on too.
+    let native = fleet
+        .route(json!({"task": "generate", "prompt": "hi [[emulator:rate_limit]]",
+                      "model": "groq/llama-3.1-8b-instant", "max_latency_ms": 10000}))
+        .await;
+    assert_eq!(native.status, 429, "{}", native.json);
+    assert_eq!(
+        native.headers.get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"6"[..])
+    );
+
     let too_long = chat(&fleet, pinned("hi [[emulator:context_too_long]]")).await;
     assert_eq!(too_long.status, 400, "{}", too_long.json);
     assert_eq!(too_long.json["error"]["code"], "context_length_exceeded");

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, sse_response};
 use futures_util::StreamExt;
+use gateway_client::InvokeError;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use routing_core::Task;
 use routing_core::api::{
@@ -328,7 +329,19 @@ impl Handler for RouterHandler {
         };
         result.unwrap_or_else(|e| {
             tracing::info!(call_id = %cx.call_id, status = e.status().as_u16(), error = e.metric_label(), "request failed");
-            error_response(e.status(), &e.error_object())
+            let mut response = error_response(e.status(), &e.error_object());
+            // The provider's wait, passed on.
+            if let Some(InvokeError::Failed {
+                status: 429 | 503,
+                retry_after_secs: Some(secs),
+                ..
+            }) = e.downstream()
+            {
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, (*secs).into());
+            }
+            response
         })
     }
 }
