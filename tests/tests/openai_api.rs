@@ -190,8 +190,10 @@ async fn provider_failures_carry_openais_codes_and_the_wait() {
 
     // The native API passes the wait on too.
     let native = fleet
-        .route(json!({"task": "generate", "prompt": "hi [[emulator:rate_limit]]",
-                      "model": "groq/llama-3.1-8b-instant", "max_latency_ms": 10000}))
+        .route(
+            json!({"task": "generate", "prompt": "hi [[emulator:rate_limit]]",
+                      "model": "groq/llama-3.1-8b-instant", "max_latency_ms": 10000}),
+        )
         .await;
     assert_eq!(native.status, 429, "{}", native.json);
     assert_eq!(
