@@ -146,6 +146,28 @@ def main(gateway: str) -> None:
     else:
         raise AssertionError("an unknown model must be 404")
 
+    # Provider failures arrive as the SDK's own exceptions, with OpenAI's
+    # codes and the provider's wait (the Groq emulator asks for 6 s).
+    pinned_groq = dict(model="groq/llama-3.1-8b-instant", extra_body={"max_latency_ms": 10000})
+    try:
+        client.chat.completions.create(
+            messages=[{"role": "user", "content": "hi [[emulator:rate_limit]]"}], **pinned_groq
+        )
+    except openai.RateLimitError as error:
+        assert error.code == "rate_limit_exceeded", error.body
+        assert error.response.headers.get("retry-after") == "6", error.response.headers
+    else:
+        raise AssertionError("a rate limit must be a 429")
+    try:
+        client.chat.completions.create(
+            messages=[{"role": "user", "content": "hi [[emulator:context_too_long]]"}],
+            **pinned_groq,
+        )
+    except openai.BadRequestError as error:
+        assert error.code == "context_length_exceeded", error.body
+    else:
+        raise AssertionError("a context overflow must be a 400")
+
     print("openai client: all checks passed")
 
 
