@@ -750,11 +750,14 @@ impl EmbeddingsRequest {
         let mut body = object(body)?;
         let hints = take_hints(&mut body);
         for (hint, why) in EMBEDDINGS_NOT_HINTS {
-            if hints.contains_key(hint) {
+            if hints.get(hint).is_some_and(|v| !v.is_null()) {
                 return Err(ParamError::unsupported(hint, why));
             }
         }
-        if let Some(task) = hints.get("task").filter(|t| t.as_str() != Some("embed")) {
+        if let Some(task) = hints
+            .get("task")
+            .filter(|t| !t.is_null() && t.as_str() != Some("embed"))
+        {
             return Err(ParamError::new(
                 "task",
                 "invalid_value",

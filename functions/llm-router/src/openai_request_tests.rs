@@ -276,6 +276,8 @@ fn token_id_inputs_are_decoded_with_cl100k_base() {
         ["hello world", "The quick brown fox"]
     );
     assert_eq!(embed_texts(json!("a")).unwrap(), ["a"]);
+    let nulls = json!({"input": "a", "task": null, "quality": null, "difficulty": null});
+    assert!(EmbeddingsRequest::parse(nulls.to_string().as_bytes()).is_ok());
     assert_eq!(embed_texts(json!(["a", "b"])).unwrap(), ["a", "b"]);
     for (input, param) in [
         (json!([[15339], []]), "input[1]"),
