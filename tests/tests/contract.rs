@@ -148,6 +148,7 @@ fn chat(model: &str, prompt: &str) -> ChatRequest {
         max_tokens: Some(2048),
         temperature: None,
         stop: Vec::new(),
+        options: Default::default(),
     }
 }
 

@@ -48,10 +48,24 @@ pub struct Args {
     /// Grace between SIGTERM and SIGKILL when stopping a function.
     #[arg(long, value_parser = duration_arg, default_value = "10s")]
     pub stop_timeout: Duration,
+    /// Also expose secret NAME to FUNCTION, as FUNCTION=NAME: a secret the
+    /// stack does not list (e.g. a further provider's key in development).
+    /// Repeatable.
+    #[arg(long = "secret", value_name = "FUNCTION=NAME", value_parser = secret_arg)]
+    pub extra_secrets: Vec<(String, String)>,
 }
 
 fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_go_duration(text).map_err(|e| e.to_string())
+}
+
+fn secret_arg(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((function, name)) if !function.is_empty() && !name.is_empty() => {
+            Ok((function.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{text:?} is not FUNCTION=NAME")),
+    }
 }
 
 impl Args {
@@ -78,7 +92,20 @@ impl Args {
             env_overrides,
             idle_override: self.idle,
         };
-        let functions = FunctionSpec::from_stack(&stack, &options)?;
+        let mut functions = FunctionSpec::from_stack(&stack, &options)?;
+        for (function, name) in &self.extra_secrets {
+            let spec = functions
+                .iter_mut()
+                .find(|f| &f.name == function)
+                .ok_or_else(|| Error::InvalidField {
+                    path: self.stack.clone(),
+                    field: format!("--secret {function}={name}"),
+                    message: format!("the stack has no function {function}"),
+                })?;
+            if !spec.secrets.contains(name) {
+                spec.secrets.push(name.clone());
+            }
+        }
         Ok(DevGateway {
             listen: self.listen,
             functions,
@@ -199,6 +226,45 @@ mod tests {
             Args::parse_from(["dev-gateway", "--release"]).bin_dir(),
             PathBuf::from("target/release")
         );
+    }
+
+    #[test]
+    fn extra_secrets_reach_the_named_function_only() {
+        let stack = format!("{}/../../stack.yml", env!("CARGO_MANIFEST_DIR"));
+        let args = Args::parse_from([
+            "dev-gateway",
+            "--stack",
+            &stack,
+            "--secret",
+            "provider-proxy=openai-api-key",
+            "--secret",
+            "provider-proxy=groq-api-key",
+        ]);
+        let gateway = args.gateway().unwrap();
+        let proxy = gateway
+            .functions
+            .iter()
+            .find(|f| f.name == "provider-proxy")
+            .unwrap();
+        assert!(proxy.secrets.iter().any(|s| s == "openai-api-key"));
+        assert_eq!(
+            proxy
+                .secrets
+                .iter()
+                .filter(|s| *s == "groq-api-key")
+                .count(),
+            1
+        );
+        assert!(
+            gateway
+                .functions
+                .iter()
+                .filter(|f| f.name != "provider-proxy")
+                .all(|f| !f.secrets.iter().any(|s| s == "openai-api-key"))
+        );
+        let unknown = Args::parse_from(["dev-gateway", "--stack", &stack, "--secret", "nope=x"]);
+        assert!(unknown.gateway().is_err());
+        assert!(Args::try_parse_from(["dev-gateway", "--secret", "no-equals"]).is_err());
     }
 
     #[test]

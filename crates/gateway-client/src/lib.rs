@@ -51,6 +51,9 @@ pub enum InvokeError {
         /// The error body, or one made up from the status when the body was
         /// not JSON (the gateway answers 502 with an empty body).
         detail: Box<ErrorDetail>,
+        /// The wait the function asked for (`Retry-After`, whole seconds,
+        /// at most `u16::MAX`), if any.
+        retry_after_secs: Option<u16>,
     },
     /// A success status with a body that does not parse.
     #[error("{function} answered with an unreadable body: {message}")]
@@ -153,12 +156,13 @@ impl FunctionClient {
             .await
             .map_err(|e| transport_error(function, timeout_ms, &e))?;
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let bytes = response
             .bytes()
             .await
             .map_err(|e| transport_error(function, timeout_ms, &e))?;
         if !status.is_success() {
-            return Err(failure(function, status, &bytes));
+            return Err(failure(function, status, retry_after, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| InvokeError::Decode {
             function: function.to_owned(),
@@ -193,11 +197,12 @@ impl FunctionClient {
             .map_err(|e| transport_error(function, timeout_ms, &e))?;
         let status = response.status();
         if !status.is_success() {
+            let retry_after = retry_after(response.headers());
             let bytes = response
                 .bytes()
                 .await
                 .map_err(|e| transport_error(function, timeout_ms, &e))?;
-            return Err(failure(function, status, &bytes));
+            return Err(failure(function, status, retry_after, &bytes));
         }
         let name = function.to_owned();
         let events = response.bytes_stream().eventsource().map(move |event| {
@@ -234,7 +239,25 @@ fn transport_error(function: &str, timeout_ms: u64, e: &reqwest::Error) -> Invok
     }
 }
 
-fn failure(function: &str, status: reqwest::StatusCode, bytes: &[u8]) -> InvokeError {
+/// `Retry-After` in whole seconds (the form the fleet's functions send),
+/// capped at `u16::MAX` (18 hours).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u16> {
+    let secs: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(u16::try_from(secs).unwrap_or(u16::MAX))
+}
+
+fn failure(
+    function: &str,
+    status: reqwest::StatusCode,
+    retry_after_secs: Option<u16>,
+    bytes: &[u8],
+) -> InvokeError {
     let detail = serde_json::from_slice::<ErrorBody>(bytes)
         .map(|b| Box::new(b.error))
         .unwrap_or_else(|_| {
@@ -257,6 +280,7 @@ fn failure(function: &str, status: reqwest::StatusCode, bytes: &[u8]) -> InvokeE
         function: function.to_owned(),
         status: status.as_u16(),
         detail,
+        retry_after_secs,
     }
 }
 

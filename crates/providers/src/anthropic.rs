@@ -45,10 +45,20 @@ struct WireRequestBody<'a> {
     messages: Vec<WireMessage<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<WireMetadata<'a>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
+}
+
+/// `metadata`: the end user, for Anthropic's abuse monitoring.
+#[derive(Debug, Serialize)]
+struct WireMetadata<'a> {
+    user_id: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,7 +200,14 @@ pub fn build_messages_request(
             })
             .collect(),
         temperature: req.temperature,
+        // Current Claude models take temperature or top_p, not both.
+        top_p: req.options.top_p.filter(|_| req.temperature.is_none()),
         stop_sequences: &req.stop,
+        metadata: req
+            .options
+            .user
+            .as_deref()
+            .map(|user_id| WireMetadata { user_id }),
         stream,
     };
     transport::build(
@@ -496,6 +513,7 @@ mod tests {
             max_tokens: None,
             temperature: Some(0.25),
             stop: vec![],
+            options: Default::default(),
         };
         let key = Secret::new("sk-ant-test");
         let r = build_messages_request("anthropic", "https://api.anthropic.com", &key, &req, true)
@@ -510,6 +528,38 @@ mod tests {
             serde_json::json!({"model":"claude-haiku-4-5","max_tokens":4096,"system":"Be brief.",
                 "messages":[{"role":"user","content":"Hello"}],"temperature":0.25,"stream":true})
         );
+    }
+
+    #[test]
+    fn top_p_and_the_user_travel_in_anthropic_form() {
+        let mut req = ChatRequest {
+            model: "claude-haiku-4-5".into(),
+            messages: vec![Message::user("Hello")],
+            max_tokens: Some(10),
+            temperature: None,
+            stop: vec![],
+            options: crate::GenerationOptions {
+                top_p: Some(0.9),
+                seed: Some(3),
+                presence_penalty: Some(0.5),
+                frequency_penalty: Some(0.5),
+                user: Some("u-1".into()),
+            },
+        };
+        let key = Secret::new("sk-ant-test");
+        let body = |req: &ChatRequest| -> serde_json::Value {
+            let r = build_messages_request("anthropic", "https://a", &key, req, false).unwrap();
+            serde_json::from_slice(r.body()).unwrap()
+        };
+        assert_eq!(
+            body(&req),
+            serde_json::json!({"model":"claude-haiku-4-5","max_tokens":10,
+                "messages":[{"role":"user","content":"Hello"}],"top_p":0.9,
+                "metadata":{"user_id":"u-1"}})
+        );
+        // Claude takes temperature or top_p, not both: temperature wins.
+        req.temperature = Some(0.5);
+        assert_eq!(body(&req).get("top_p"), None);
     }
 
     #[test]

@@ -78,13 +78,18 @@ struct WireInferenceConfig<'a> {
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
 }
 
 impl WireInferenceConfig<'_> {
     fn is_empty(&self) -> bool {
-        self.max_tokens.is_none() && self.temperature.is_none() && self.stop_sequences.is_empty()
+        self.max_tokens.is_none()
+            && self.temperature.is_none()
+            && self.top_p.is_none()
+            && self.stop_sequences.is_empty()
     }
 }
 
@@ -313,6 +318,7 @@ pub fn build_converse_request(
         inference_config: WireInferenceConfig {
             max_tokens: req.max_tokens,
             temperature: req.temperature,
+            top_p: req.options.top_p,
             stop_sequences: &req.stop,
         },
     };
@@ -699,6 +705,7 @@ mod tests {
             max_tokens: Some(64),
             temperature: None,
             stop: vec![],
+            options: Default::default(),
         }
     }
 
@@ -801,6 +808,28 @@ mod tests {
             serde_json::json!({"messages":[{"role":"user","content":[{"text":"a"},{"text":"b"}]},
                                            {"role":"assistant","content":[{"text":"c"}]}],
                                "system":[{"text":"Be brief."}],"inferenceConfig":{"maxTokens":64}})
+        );
+    }
+
+    #[test]
+    fn top_p_travels_in_the_inference_config() {
+        let mut req = hello();
+        req.options.top_p = Some(0.5);
+        req.options.seed = Some(1);
+        let r = build_converse_request(
+            "bedrock",
+            "https://bedrock-runtime.eu-west-1.amazonaws.com",
+            "eu-west-1",
+            &BedrockAuth::Bearer(Secret::new("bedrock-key")),
+            &req,
+            false,
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(
+            body["inferenceConfig"],
+            serde_json::json!({"maxTokens":64,"topP":0.5})
         );
     }
 

@@ -704,6 +704,7 @@ mod tests {
             max_tokens: None,
             temperature: None,
             stop: vec![],
+            options: Default::default(),
         };
         for (name, reason) in [
             ("groq", "secret groq-api-key is missing"),

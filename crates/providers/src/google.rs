@@ -115,6 +115,14 @@ struct WireGenerationConfig<'a> {
     max_output_tokens: Option<u32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f32>,
 }
 
 impl WireGenerationConfig<'_> {
@@ -122,7 +130,19 @@ impl WireGenerationConfig<'_> {
         self.temperature.is_none()
             && self.max_output_tokens.is_none()
             && self.stop_sequences.is_empty()
+            && self.top_p.is_none()
+            && self.seed.is_none()
+            && self.presence_penalty.is_none()
+            && self.frequency_penalty.is_none()
     }
+}
+
+/// Gemini's seed is an int32: a wider seed is folded into its range, so the
+/// same seed still samples the same way.
+fn gemini_seed(seed: i64) -> Option<i32> {
+    i32::try_from(seed)
+        .ok()
+        .or_else(|| i32::try_from(seed.rem_euclid(1 << 31)).ok())
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,6 +372,10 @@ pub fn build_generate_request(
             temperature: req.temperature,
             max_output_tokens: req.max_tokens,
             stop_sequences: &req.stop,
+            top_p: req.options.top_p,
+            seed: req.options.seed.and_then(gemini_seed),
+            presence_penalty: req.options.presence_penalty,
+            frequency_penalty: req.options.frequency_penalty,
         },
     };
     let url = if stream {
@@ -922,6 +946,7 @@ mod tests {
             max_tokens: Some(256),
             temperature: Some(0.5),
             stop: vec![],
+            options: Default::default(),
         }
     }
 
@@ -969,6 +994,36 @@ mod tests {
         );
         assert_eq!(r.headers()[API_KEY_HEADER], "AIza-key");
         assert!(r.headers().get("authorization").is_none());
+    }
+
+    #[test]
+    fn sampling_settings_travel_in_the_generation_config() {
+        let key = Secret::new("AIza-key");
+        let dev = Target::Developer {
+            base_url: "https://g",
+            api_key: &key,
+        };
+        let mut req = request();
+        req.options = crate::GenerationOptions {
+            top_p: Some(0.5),
+            seed: Some(42),
+            presence_penalty: Some(0.25),
+            frequency_penalty: Some(-0.5),
+            user: Some("u-1".into()),
+        };
+        let body = |req: &ChatRequest| -> serde_json::Value {
+            let r = build_generate_request("gemini", &dev, req, false).unwrap();
+            serde_json::from_slice(r.body()).unwrap()
+        };
+        assert_eq!(
+            body(&req)["generationConfig"],
+            serde_json::json!({"temperature":0.5,"maxOutputTokens":256,"topP":0.5,"seed":42,
+                "presencePenalty":0.25,"frequencyPenalty":-0.5})
+        );
+        req.options.seed = Some(i64::from(i32::MAX) + 5);
+        assert_eq!(body(&req)["generationConfig"]["seed"], 4);
+        req.options.seed = Some(-3);
+        assert_eq!(body(&req)["generationConfig"]["seed"], -3);
     }
 
     #[test]

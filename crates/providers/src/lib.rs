@@ -85,8 +85,8 @@ pub use config::{ProviderConfigError, Providers, env_vars, secret_names};
 pub use error::ProviderError;
 pub use model_id::check_model_id;
 pub use routing_core::chat::{
-    ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason, Locality,
-    Message, Role, Usage,
+    ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason,
+    GenerationOptions, Locality, Message, Role, Usage,
 };
 pub use stream::STREAM_IDLE_TIMEOUT;
 

@@ -53,11 +53,25 @@ struct WireOptions<'a> {
     num_predict: Option<u32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f32>,
 }
 
 impl WireOptions<'_> {
     fn is_empty(&self) -> bool {
-        self.temperature.is_none() && self.num_predict.is_none() && self.stop.is_empty()
+        self.temperature.is_none()
+            && self.num_predict.is_none()
+            && self.stop.is_empty()
+            && self.top_p.is_none()
+            && self.seed.is_none()
+            && self.presence_penalty.is_none()
+            && self.frequency_penalty.is_none()
     }
 }
 
@@ -144,6 +158,10 @@ pub fn build_chat_request(
             temperature: req.temperature,
             num_predict: req.max_tokens,
             stop: &req.stop,
+            top_p: req.options.top_p,
+            seed: req.options.seed,
+            presence_penalty: req.options.presence_penalty,
+            frequency_penalty: req.options.frequency_penalty,
         },
     };
     transport::build(
@@ -396,6 +414,7 @@ mod tests {
             max_tokens: Some(64),
             temperature: Some(0.5),
             stop: vec![],
+            options: Default::default(),
         }
     }
 
@@ -410,6 +429,21 @@ mod tests {
             serde_json::json!({"model":"llama3.2","stream":false,
                 "messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"why is the sky blue?"}],
                 "options":{"temperature":0.5,"num_predict":64}})
+        );
+        let mut req = request();
+        req.options = crate::GenerationOptions {
+            top_p: Some(0.5),
+            seed: Some(42),
+            presence_penalty: Some(0.25),
+            frequency_penalty: Some(-0.5),
+            user: Some("u-1".into()),
+        };
+        let r = build_chat_request("ollama", "http://o:11434/", &req, false).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(
+            body["options"],
+            serde_json::json!({"temperature":0.5,"num_predict":64,"top_p":0.5,"seed":42,
+                "presence_penalty":0.25,"frequency_penalty":-0.5})
         );
     }
 

@@ -44,6 +44,20 @@ impl Flavor {
     fn sends_stream_options(self) -> bool {
         !matches!(self, Flavor::Mistral)
     }
+
+    /// Mistral names the seed `random_seed`; DeepSeek has none.
+    fn seed_field(self) -> Option<&'static str> {
+        match self {
+            Flavor::Mistral => Some("random_seed"),
+            Flavor::DeepSeek => None,
+            _ => Some("seed"),
+        }
+    }
+
+    /// Mistral and DeepSeek take no end-user id.
+    fn sends_user(self) -> bool {
+        !matches!(self, Flavor::Mistral | Flavor::DeepSeek)
+    }
 }
 
 /// One OpenAI-compatible endpoint.
@@ -74,6 +88,18 @@ struct WireChatRequest<'a> {
     temperature: Option<f32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    random_seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -259,6 +285,18 @@ pub fn build_chat_request(
         max_completion_tokens,
         temperature: req.temperature,
         stop: &req.stop,
+        top_p: req.options.top_p,
+        seed: req
+            .options
+            .seed
+            .filter(|_| flavor.seed_field() == Some("seed")),
+        random_seed: req
+            .options
+            .seed
+            .filter(|_| flavor.seed_field() == Some("random_seed")),
+        presence_penalty: req.options.presence_penalty,
+        frequency_penalty: req.options.frequency_penalty,
+        user: req.options.user.as_deref().filter(|_| flavor.sends_user()),
     };
     transport::build(
         provider,
@@ -654,7 +692,51 @@ mod tests {
             max_tokens: Some(256),
             temperature: Some(0.25),
             stop: vec!["\n\n".into()],
+            options: Default::default(),
         }
+    }
+
+    #[test]
+    fn sampling_settings_travel_in_each_flavours_form() {
+        let mut req = request();
+        req.options = crate::GenerationOptions {
+            top_p: Some(0.5),
+            seed: Some(42),
+            presence_penalty: Some(0.25),
+            frequency_penalty: Some(-0.5),
+            user: Some("u-1".into()),
+        };
+        let body = |flavor| -> serde_json::Value {
+            let r = build_chat_request("p", flavor, "https://x/v1", None, &req, false).unwrap();
+            serde_json::from_slice(r.body()).unwrap()
+        };
+        for flavor in [
+            Flavor::OpenAi,
+            Flavor::Groq,
+            Flavor::OpenRouter,
+            Flavor::Vllm,
+        ] {
+            let b = body(flavor);
+            assert_eq!(
+                (&b["top_p"], &b["seed"], &b["user"]),
+                (
+                    &serde_json::json!(0.5),
+                    &serde_json::json!(42),
+                    &serde_json::json!("u-1")
+                ),
+                "{flavor:?}"
+            );
+            assert_eq!(
+                (&b["presence_penalty"], &b["frequency_penalty"]),
+                (&serde_json::json!(0.25), &serde_json::json!(-0.5))
+            );
+        }
+        let mistral = body(Flavor::Mistral);
+        assert_eq!(mistral["random_seed"], 42);
+        assert!(mistral.get("seed").is_none() && mistral.get("user").is_none());
+        let deepseek = body(Flavor::DeepSeek);
+        assert_eq!(deepseek["presence_penalty"], 0.25);
+        assert!(deepseek.get("seed").is_none() && deepseek.get("user").is_none());
     }
 
     #[test]

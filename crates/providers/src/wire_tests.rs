@@ -42,6 +42,7 @@ fn hello(model: &str) -> ChatRequest {
         max_tokens: Some(64),
         temperature: None,
         stop: vec![],
+        options: Default::default(),
     }
 }
 

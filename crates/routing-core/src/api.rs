@@ -4,7 +4,7 @@
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{FinishReason, Message, Role, Usage};
+use crate::chat::{FinishReason, GenerationOptions, Message, Role, Usage};
 use crate::task::{Difficulty, Task};
 
 /// Budget assumed when the caller declares none.
@@ -66,6 +66,10 @@ pub struct RouteRequest {
     /// Answer as server-sent events.
     #[serde(default)]
     pub stream: bool,
+    /// Further sampling settings; set by the OpenAI-compatible API, not
+    /// part of the native request body.
+    #[serde(skip)]
+    pub options: GenerationOptions,
 }
 
 /// What a valid request asks for, after defaults and checks.
@@ -99,6 +103,8 @@ pub struct ValidRequest {
     pub difficulty: Option<Difficulty>,
     /// Stream the answer.
     pub stream: bool,
+    /// Further sampling settings and the end-user id.
+    pub options: GenerationOptions,
 }
 
 impl ValidRequest {
@@ -243,6 +249,7 @@ impl RouteRequest {
             pinned: self.model.filter(|m| m != "auto"),
             difficulty: self.difficulty,
             stream: self.stream,
+            options: self.options,
         })
     }
 
@@ -263,6 +270,7 @@ impl RouteRequest {
                 ));
             }
         }
+        check_options(&self.options)?;
         if self
             .max_cost_usd
             .is_some_and(|c| !c.is_finite() || c <= 0.0)
@@ -298,6 +306,41 @@ impl RouteRequest {
         }
         Ok(max_latency_ms)
     }
+}
+
+/// The longest end-user id passed on (Anthropic's `metadata.user_id` limit).
+pub const MAX_USER_CHARS: usize = 256;
+
+/// The ranges OpenAI accepts for the further sampling settings.
+fn check_options(options: &GenerationOptions) -> Result<(), InvalidRequest> {
+    if options.top_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+        return Err(InvalidRequest::field(
+            "top_p",
+            "top_p must be between 0 and 1",
+        ));
+    }
+    for (name, value) in [
+        ("presence_penalty", options.presence_penalty),
+        ("frequency_penalty", options.frequency_penalty),
+    ] {
+        if value.is_some_and(|v| !(-2.0..=2.0).contains(&v)) {
+            return Err(InvalidRequest::field(
+                name,
+                format!("{name} must be between -2 and 2"),
+            ));
+        }
+    }
+    if options
+        .user
+        .as_deref()
+        .is_some_and(|u| u.is_empty() || u.chars().count() > MAX_USER_CHARS)
+    {
+        return Err(InvalidRequest::field(
+            "user",
+            format!("user must be 1 to {MAX_USER_CHARS} characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// 1 to 64 characters of ASCII letters, digits, `-`, `_` or `.`.
@@ -712,6 +755,9 @@ pub struct ProxyRequest {
     /// Answer as server-sent [`ProxyStreamEvent`]s instead of one JSON body.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
+    /// Further sampling settings and the end-user id.
+    #[serde(default, flatten)]
+    pub options: GenerationOptions,
 }
 
 /// One server-sent event (`data: <json>`) of a streamed provider-proxy answer.
@@ -1022,7 +1068,58 @@ mod tests {
             timeout_ms: Some(900),
             start_timeout_ms: None,
             stream: true,
+            options: GenerationOptions {
+                top_p: Some(0.9),
+                seed: Some(-7),
+                presence_penalty: Some(0.5),
+                frequency_penalty: Some(-0.5),
+                user: Some("u-1".to_owned()),
+            },
         });
+    }
+
+    #[test]
+    fn sampling_settings_out_of_range_name_the_field() {
+        for (options, field) in [
+            (
+                GenerationOptions {
+                    top_p: Some(1.5),
+                    ..GenerationOptions::default()
+                },
+                "top_p",
+            ),
+            (
+                GenerationOptions {
+                    presence_penalty: Some(-2.5),
+                    ..GenerationOptions::default()
+                },
+                "presence_penalty",
+            ),
+            (
+                GenerationOptions {
+                    frequency_penalty: Some(2.5),
+                    ..GenerationOptions::default()
+                },
+                "frequency_penalty",
+            ),
+            (
+                GenerationOptions {
+                    user: Some(String::new()),
+                    ..GenerationOptions::default()
+                },
+                "user",
+            ),
+        ] {
+            let request = RouteRequest {
+                prompt: Some("hi".to_owned()),
+                options,
+                ..RouteRequest::default()
+            };
+            assert_eq!(
+                request.validate().unwrap_err().param.as_deref(),
+                Some(field)
+            );
+        }
     }
 
     #[test]

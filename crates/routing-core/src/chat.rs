@@ -59,6 +59,39 @@ pub struct ChatRequest {
     /// Stop sequences.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
+    /// Further sampling settings and the end-user id.
+    #[serde(default, flatten)]
+    pub options: GenerationOptions,
+}
+
+/// Sampling settings and the end-user id beyond the basic ones, as OpenAI
+/// names them. Each client sends the ones its provider has a native form
+/// for (e.g. Gemini's `generationConfig.seed`, Anthropic's
+/// `metadata.user_id`); a setting a provider has no form for is not sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerationOptions {
+    /// Nucleus sampling: only tokens within this probability mass, 0 to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Best-effort deterministic sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Penalises tokens that already appeared, -2 to 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    /// Penalises tokens by how often they appeared, -2 to 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    /// The caller's end user, for the provider's abuse monitoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl GenerationOptions {
+    /// Whether no setting is given.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Why generation ended, normalised across providers.

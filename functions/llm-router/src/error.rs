@@ -51,6 +51,16 @@ pub(crate) enum RouterError {
     },
 }
 
+impl RouterError {
+    /// The failed call to another function, when that is what this is.
+    pub(crate) fn downstream(&self) -> Option<&InvokeError> {
+        match self {
+            RouterError::Downstream(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<InvokeError> for RouterError {
     fn from(e: InvokeError) -> Self {
         RouterError::Downstream(Box::new(e))

@@ -9,17 +9,20 @@ use bytes::Bytes;
 use faas_runtime::access::{self, Field};
 use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, sse_response};
 use futures_util::StreamExt;
+use gateway_client::InvokeError;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use routing_core::Task;
 use routing_core::api::{
     FeedbackRequest, InvalidRequest, ProxyStreamEvent, RouteExplanation, RouteRequest,
-    RouteResponse, parse_json,
+    RouteResponse,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::error::RouterError;
-use crate::openai::{self, AUTO_MODEL, ChatCompletionRequest, EmbeddingsRequest};
+use crate::openai;
+use crate::openai_error::{self, OpenAiError};
+use crate::openai_request::{AUTO_MODEL, ChatCompletionRequest, EmbeddingsRequest};
 use crate::router::{Call, Plan, Router};
 
 /// The llm-router's request handler.
@@ -75,13 +78,10 @@ impl RouterHandler {
         headers: &HeaderMap,
         body: &[u8],
         call: &Call<'_>,
-    ) -> Result<Response<Body>, RouterError> {
-        let mut request: ChatCompletionRequest = parse_json(body)?;
+    ) -> Result<Response<Body>, OpenAiError> {
+        let mut request = ChatCompletionRequest::parse(body)?;
         request.hints.merge_headers(headers)?;
-        let include_usage = request
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage);
+        let include_usage = request.include_usage();
         let valid = request.into_route_request()?.validate()?;
         if valid.task == Some(Task::Embed) {
             return Err(InvalidRequest {
@@ -93,9 +93,9 @@ impl RouterHandler {
         let mut plan = self.router.plan(valid, call).await?;
         self.router.explore(&mut plan, call);
         if plan.request.stream {
-            return self
+            return Ok(self
                 .stream(plan, call, Framing::OpenAi { include_usage })
-                .await;
+                .await?);
         }
         let answer = self.router.execute(plan, call).await?;
         log_routed(call, &answer);
@@ -110,21 +110,11 @@ impl RouterHandler {
         headers: &HeaderMap,
         body: &[u8],
         call: &Call<'_>,
-    ) -> Result<Response<Body>, RouterError> {
-        let mut request: EmbeddingsRequest = parse_json(body)?;
+    ) -> Result<Response<Body>, OpenAiError> {
+        let mut request = EmbeddingsRequest::parse(body)?;
         request.hints.merge_headers(headers)?;
-        let base64 = match request.encoding_format.as_deref() {
-            None | Some("float") => false,
-            Some("base64") => true,
-            Some(_) => {
-                return Err(InvalidRequest {
-                    param: Some("encoding_format".to_owned()),
-                    message: "encoding_format must be float or base64".to_owned(),
-                }
-                .into());
-            }
-        };
-        let valid = request.into_route_request().validate()?;
+        let base64 = request.base64();
+        let valid = request.into_route_request()?.validate()?;
         let mut plan = self.router.plan(valid, call).await?;
         self.router.explore(&mut plan, call);
         let answer = self.router.execute(plan, call).await?;
@@ -148,9 +138,28 @@ impl RouterHandler {
         Ok(json_response(StatusCode::OK, &learnt))
     }
 
+    /// `GET /v1/models`: `auto` and the catalogue.
     fn models(&self) -> Response<Body> {
+        json_response(
+            StatusCode::OK,
+            &json!({"object": "list", "data": self.model_objects()}),
+        )
+    }
+
+    /// `GET /v1/models/{id}` (`models.retrieve`); ids hold a `/`
+    /// (`vertex/gemini-2.5-flash`), sent as is or percent-encoded.
+    fn model(&self, id: &str) -> Result<Response<Body>, OpenAiError> {
+        let id = id.replace("%2F", "/").replace("%2f", "/");
+        self.model_objects()
+            .into_iter()
+            .find(|m| m["id"] == id.as_str())
+            .map(|m| json_response(StatusCode::OK, &m))
+            .ok_or(OpenAiError::ModelNotFound(id))
+    }
+
+    fn model_objects(&self) -> Vec<Value> {
         let policy = self.router.policy();
-        let data: Vec<Value> = std::iter::once(json!({
+        std::iter::once(json!({
             "id": AUTO_MODEL, "object": "model", "created": 0, "owned_by": "faas-llm-router",
         }))
         .chain(policy.models().map(|m| {
@@ -165,8 +174,7 @@ impl RouterHandler {
                 "price_usd_per_mtok": {"input": m.price.input, "output": m.price.output},
             })
         }))
-        .collect();
-        json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+        .collect()
     }
 
     /// Starts the stream on the first model that takes it and forwards its
@@ -246,7 +254,7 @@ impl RouterHandler {
                         frames
                     }
                     (ProxyStreamEvent::Error { error }, Framing::OpenAi { .. }) => {
-                        vec![sse(&json!({"error": error}))]
+                        vec![sse(&json!({"error": openai_error::stream_error(error)}))]
                     }
                 };
                 let last = !matches!(event, ProxyStreamEvent::Delta { .. });
@@ -286,14 +294,18 @@ impl Handler for RouterHandler {
         let result = match (req.method(), path) {
             (&Method::POST, "/") => self.native(req.body(), &call).await,
             (&Method::POST, "/dry-run") => self.dry_run(req.body(), &call).await,
-            (&Method::POST, "/v1/chat/completions") => {
-                self.chat_completions(req.headers(), req.body(), &call)
-                    .await
-            }
-            (&Method::POST, "/v1/embeddings") => {
-                self.embeddings(req.headers(), req.body(), &call).await
-            }
+            (&Method::POST, "/v1/chat/completions") => Ok(self
+                .chat_completions(req.headers(), req.body(), &call)
+                .await
+                .unwrap_or_else(|e| openai_failure(&cx, &e))),
+            (&Method::POST, "/v1/embeddings") => Ok(self
+                .embeddings(req.headers(), req.body(), &call)
+                .await
+                .unwrap_or_else(|e| openai_failure(&cx, &e))),
             (&Method::GET, "/v1/models") => Ok(self.models()),
+            (&Method::GET, p) if p.starts_with("/v1/models/") => Ok(self
+                .model(&p["/v1/models/".len()..])
+                .unwrap_or_else(|e| openai_failure(&cx, &e))),
             (&Method::POST, "/feedback" | "/v1/feedback") => self.feedback(req.body()).await,
             (&Method::GET, "/") => Ok(json_response(
                 StatusCode::OK,
@@ -305,6 +317,13 @@ impl Handler for RouterHandler {
                                   "POST /feedback", "POST /v1/feedback"],
                 }),
             )),
+            (method, path) if path.starts_with("/v1/") => Ok(openai_failure(
+                &cx,
+                &OpenAiError::Router(RouterError::NotFound {
+                    method: method.to_string(),
+                    path: path.to_owned(),
+                }),
+            )),
             (method, path) => Err(RouterError::NotFound {
                 method: method.to_string(),
                 path: path.to_owned(),
@@ -313,9 +332,28 @@ impl Handler for RouterHandler {
         result.unwrap_or_else(|e| {
             access::record(Field::Error, e.metric_label());
             tracing::debug!(call_id = %cx.call_id, status = e.status().as_u16(), error = e.metric_label(), "request failed");
-            error_response(e.status(), &e.error_object())
+            let mut response = error_response(e.status(), &e.error_object());
+            // The provider's wait, passed on.
+            if let Some(InvokeError::Failed {
+                status: 429 | 503,
+                retry_after_secs: Some(secs),
+                ..
+            }) = e.downstream()
+            {
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, (*secs).into());
+            }
+            response
         })
     }
+}
+
+/// An OpenAI-compatible request's failure, logged and answered in OpenAI's terms.
+fn openai_failure(cx: &RequestContext, e: &OpenAiError) -> Response<Body> {
+    access::record(Field::Error, e.metric_label());
+    tracing::debug!(call_id = %cx.call_id, status = e.status().as_u16(), error = e.metric_label(), "request failed");
+    e.response()
 }
 
 fn log_routed(call: &Call<'_>, answer: &RouteResponse) {

@@ -92,24 +92,105 @@ async fn bad_requests_are_400_naming_the_field() {
 #[tokio::test]
 async fn an_unreachable_fleet_is_503() {
     let handler = handler().await;
-    for (path, body) in [
+    for (path, body, kind) in [
         (
             "/",
             r#"{"prompt":"hi","task":"generate","difficulty":"simple"}"#,
+            "unavailable",
         ),
-        ("/v1/embeddings", r#"{"model":"auto","input":"hi"}"#),
+        (
+            "/v1/embeddings",
+            r#"{"model":"auto","input":"hi"}"#,
+            "server_error",
+        ),
     ] {
         let answer = call(&handler, Method::POST, path, body).await;
         assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, None, "");
-        assert_eq!(answer.1["error"]["type"], "unavailable", "{}", answer.1);
-        assert_eq!(
-            answer.1["error"]["failure"]["class"], "unreachable_proxy",
-            "{}",
-            answer.1
-        );
+        assert_eq!(answer.1["error"]["type"], kind, "{}", answer.1);
+        if path == "/" {
+            assert_eq!(
+                answer.1["error"]["failure"]["class"], "unreachable_proxy",
+                "{}",
+                answer.1
+            );
+        }
         let message = answer.1["error"]["message"].as_str().unwrap_or_default();
         assert!(!message.contains("http"), "{message}");
     }
+}
+
+#[tokio::test]
+async fn the_openai_api_refuses_what_it_would_not_serve_before_routing() {
+    // Every refusal comes before any call: the fleet behind is unreachable.
+    let handler = handler().await;
+    let hi = r#""messages":[{"role":"user","content":"hi"}]"#;
+    for (path, body, param, code) in [
+        (
+            "/v1/chat/completions",
+            format!(r#"{{"model":"auto",{hi},"Private":true}}"#),
+            "Private",
+            "unknown_parameter",
+        ),
+        (
+            "/v1/chat/completions",
+            format!(r#"{{"model":"auto",{hi},"is_private":true}}"#),
+            "is_private",
+            "unknown_parameter",
+        ),
+        (
+            "/v1/chat/completions",
+            format!(r#"{{"model":"auto",{hi},"functions":[{{"name":"f"}}]}}"#),
+            "functions",
+            "unsupported_parameter",
+        ),
+        (
+            "/v1/chat/completions",
+            format!(r#"{{"model":"auto",{hi},"response_format":{{"type":"json_object"}}}}"#),
+            "response_format",
+            "unsupported_value",
+        ),
+        (
+            "/v1/chat/completions",
+            format!(r#"{{"model":"auto",{hi},"top_p":3}}"#),
+            "top_p",
+            "invalid_value",
+        ),
+        (
+            "/v1/embeddings",
+            r#"{"model":"auto","input":"hi","dimensions":64}"#.to_owned(),
+            "dimensions",
+            "unsupported_parameter",
+        ),
+    ] {
+        let answer = call(&handler, Method::POST, path, &body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, Some(param), param);
+        assert_eq!(answer.1["error"]["code"], code, "{}", answer.1);
+        assert_eq!(
+            answer.1["error"]["type"], "invalid_request_error",
+            "{}",
+            answer.1
+        );
+    }
+}
+
+#[tokio::test]
+async fn models_are_retrieved_by_id() {
+    let handler = handler().await;
+    let (status, body) = call(
+        &handler,
+        Method::GET,
+        "/v1/models/vertex/gemini-2.5-flash",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], "vertex/gemini-2.5-flash", "{body}");
+    assert_eq!(body["object"], "model", "{body}");
+    let (status, body) = call(&handler, Method::GET, "/v1/models/auto", "").await;
+    assert_eq!((status, &body["id"]), (StatusCode::OK, &"auto".into()));
+    let answer = call(&handler, Method::GET, "/v1/models/nope%2Fnone", "").await;
+    assert_error(&answer, StatusCode::NOT_FOUND, Some("model"), "nope/none");
+    assert_eq!(answer.1["error"]["code"], "model_not_found");
 }
 
 #[tokio::test]

@@ -7,6 +7,8 @@ mod handler;
 #[cfg(test)]
 mod handler_tests;
 mod openai;
+mod openai_error;
+mod openai_request;
 mod resilience;
 mod router;
 

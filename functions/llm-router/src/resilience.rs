@@ -373,6 +373,7 @@ mod tests {
                     failure,
                     ..ErrorDetail::new("upstream_error", "bad gateway")
                 }),
+                retry_after_secs: None,
             })
         };
         let whole = AttemptPolicy::default().slice(Duration::from_secs(5), 200.0, true);

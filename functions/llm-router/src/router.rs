@@ -937,6 +937,7 @@ impl Router {
             ),
             start_timeout_ms: None,
             stream,
+            options: plan.request.options.clone(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use faas_runtime::access::{self, Field};
 use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, sse_response};
+use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -64,6 +65,19 @@ impl Handler for ProxyHandler {
                 path: path.to_owned(),
             }),
         };
-        result.unwrap_or_else(|e| error_response(e.status(), &e.detail()))
+        result.unwrap_or_else(|e| error(&e))
     }
+}
+
+/// The error response, with `Retry-After` (whole seconds, rounded up) when
+/// the provider asked for a wait.
+fn error(e: &ProxyError) -> Response<Body> {
+    let mut response = error_response(e.status(), &e.detail());
+    if let Some(wait) = e.retry_after() {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    response
 }

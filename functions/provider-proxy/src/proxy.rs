@@ -75,6 +75,14 @@ impl ProxyError {
         }
     }
 
+    /// The wait the provider asked for, sent on as `Retry-After`.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProxyError::Provider { error, .. } => error.retry_after(),
+            _ => None,
+        }
+    }
+
     /// JSON error body, with the failure class the router acts on. A
     /// provider's own text is sanitised (it may name our project,
     /// organisation or account); the log keeps it whole.
@@ -211,6 +219,7 @@ impl Proxy {
                 max_tokens: request.max_tokens,
                 temperature: request.temperature,
                 stop: request.stop,
+                options: request.options,
             },
             provider: request.provider,
             task: request.task,
