@@ -3,7 +3,6 @@
 //! platform, cache) and `build-function.sh`, the script the build stage runs,
 //! driven with a stand-in cargo.
 #![expect(
-    clippy::expect_used,
     clippy::unwrap_used,
     reason = "test code fails loudly at the first surprise"
 )]
