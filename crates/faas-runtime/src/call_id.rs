@@ -11,12 +11,23 @@ const MAX_LEN: usize = 128;
 
 /// The incoming `X-Call-Id` when it is usable (1 to 128 visible ASCII characters), otherwise a new
 /// UUID v4.
+#[cfg(test)]
 pub(crate) fn from_headers(headers: &HeaderMap) -> String {
+    incoming(headers).unwrap_or_else(generate)
+}
+
+/// The incoming `X-Call-Id` when it is usable (1 to 128 visible ASCII characters).
+pub(crate) fn incoming(headers: &HeaderMap) -> Option<String> {
     headers
         .get(&CALL_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_usable(id))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+        .map(str::to_owned)
+}
+
+/// A new call id, a UUID v4.
+pub(crate) fn generate() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 fn is_usable(id: &str) -> bool {
