@@ -17,6 +17,8 @@ use dev_gateway::{DevGateway, FunctionSpec, RunningGateway, SpecOptions, Stack};
 use provider_emulator::{Credentials, Emulator, EmulatorConfig, ProviderFlavor};
 use serde_json::Value;
 
+pub mod openfaas;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -67,6 +69,8 @@ pub struct Fleet {
     pub others: BTreeMap<&'static str, Emulator>,
     /// An HTTP client for calling the gateway.
     pub http: reqwest::Client,
+    /// Each function as the gateway runs it (binary and environment).
+    pub specs: Vec<FunctionSpec>,
     secrets: tempfile::TempDir,
 }
 
@@ -180,7 +184,7 @@ impl Fleet {
         for spec in specs.iter_mut().filter(|s| s.name == "provider-proxy") {
             spec.secrets = all_secrets.keys().cloned().collect();
         }
-        let mut gateway = DevGateway::new(specs);
+        let mut gateway = DevGateway::new(specs.clone());
         gateway.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         gateway.secrets_dir = Some(secrets.path().to_path_buf());
         gateway.startup_timeout = Duration::from_secs(20);
@@ -192,6 +196,7 @@ impl Fleet {
             vertex,
             others,
             http: http_client::client().expect("an HTTP client"),
+            specs,
             secrets,
         }
     }
