@@ -360,6 +360,41 @@ async fn sigterm_to_the_watchdog_drains_a_request_and_a_stream() {
     groq.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_past_exec_timeout_ends_in_the_routers_json_504() {
+    let Some(bin) = openfaas::bin_dir() else {
+        return;
+    };
+    let _turn = openfaas::exclusive().await;
+    let fleet = fleet_with(None, &[]).await;
+    let watchdog = behind_watchdog(
+        &bin,
+        &fleet,
+        "llm-router",
+        &[("exec_timeout", "2s"), ("write_timeout", "5s")],
+    )
+    .await;
+    // Every provider hangs; the caller allows ten minutes.
+    let response = fleet
+        .http
+        .post(format!("{}/", watchdog.url))
+        .header("content-type", "application/json")
+        .body(
+            json!({"task":"generate","prompt":"hi [[emulator:hang]]","max_latency_ms":600000})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    // The watchdog's own 504 has no body and X-OpenFaaS-Internal set.
+    assert!(response.headers().get("x-openfaas-internal").is_none());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "timeout", "{body}");
+    drop(watchdog);
+    fleet.stop().await;
+}
+
 /// A wrapper the dev gateway starts as a function: the function calls the
 /// others through the CE gateway, and `llm-router` runs behind the watchdog.
 const WRAPPER: &str = r#"#!/bin/sh
