@@ -67,6 +67,23 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     EXCLUSIVE.lock().await
 }
 
+/// The port the watchdog's metrics always listen on.
+pub const WATCHDOG_METRICS_PORT: u16 = 8081;
+/// The port the gateway's metrics always listen on.
+pub const GATEWAY_METRICS_PORT: u16 = 8082;
+
+/// Panics, naming the port, when something already listens on `port` (a
+/// fixed port of the real components).
+pub fn ensure_free(port: u16, what: &str) {
+    let addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+        panic!(
+            "port {port} ({what}) is taken: stop what listens there, or run the tests in a \
+             network namespace of their own (unshare -rn)"
+        );
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -108,6 +125,7 @@ impl Watchdog {
     /// function's and the watchdog's settings), and waits until the
     /// function answers its own `/_/health`.
     pub async fn start(bin_dir: &Path, function: &Path, env: &BTreeMap<String, String>) -> Self {
+        ensure_free(WATCHDOG_METRICS_PORT, "of-watchdog's metrics");
         let port = free_port();
         let upstream_port = free_port();
         // The lock file (the watchdog's health) goes to TMPDIR.
@@ -220,6 +238,8 @@ impl Gateway {
     /// Starts the gateway in front of the provider at `provider_url` and
     /// waits for `/healthz` (which it forwards to the provider).
     pub async fn start(bin_dir: &Path, provider_url: &str) -> Self {
+        ensure_free(GATEWAY_PORT, "the CE gateway");
+        ensure_free(GATEWAY_METRICS_PORT, "the CE gateway's metrics");
         let prometheus = FakePrometheus::start().await;
         let child = Command::new(bin_dir.join("gateway"))
             .env("functions_provider_url", provider_url)

@@ -6,6 +6,7 @@
 //! - Server-sent events through the watchdog with and without
 //!   `Accept: text/event-stream` (the watchdog streams only with it).
 //! - SIGTERM to the watchdog with a request and a stream in flight.
+//! - A budget past `exec_timeout` ends in the router's JSON 504.
 //! - The chain through the CE gateway, the dev gateway serving as its
 //!   provider: a routed request, streaming, one X-Call-Id, `/system/functions`
 //!   and the official openai Python client configured as the README says.
