@@ -15,6 +15,8 @@
 //! | `secrets` | secret volumes at `/var/openfaas/secrets/<name>` |
 //! | `annotations` | template annotations, unchanged |
 
+use std::path::Path;
+
 use serde_json::{Map, Value, json};
 
 use crate::Error;
@@ -40,31 +42,35 @@ pub fn services(stack: &Stack, namespace: &str) -> Result<Vec<Value>, Error> {
     stack
         .functions
         .iter()
-        .map(|(name, function)| service(name, function, namespace))
+        .map(|(name, function)| service(&stack.path, name, function, namespace))
         .collect()
 }
 
-fn invalid(name: &str, field: &str, message: String) -> Error {
+fn invalid(path: &Path, name: &str, field: &str, message: String) -> Error {
     Error::InvalidField {
-        path: std::path::PathBuf::from("stack.yml"),
+        path: path.to_owned(),
         field: format!("functions.{name}.{field}"),
         message,
     }
 }
 
-fn autoscaling(name: &str, function: &StackFunction) -> Result<Map<String, Value>, Error> {
+fn autoscaling(
+    path: &Path,
+    name: &str,
+    function: &StackFunction,
+) -> Result<Map<String, Value>, Error> {
     let label = |key: &str| function.labels.get(key).map(String::as_str);
     let mut annotations = Map::new();
     let min = label(SCALE_MIN);
     if let Some(min) = min {
         min.parse::<u32>()
-            .map_err(|e| invalid(name, &format!("labels.{SCALE_MIN}"), e.to_string()))?;
+            .map_err(|e| invalid(path, name, &format!("labels.{SCALE_MIN}"), e.to_string()))?;
     }
     let to_zero = match label(SCALE_ZERO) {
         None => false,
         Some(value) => value
             .parse::<bool>()
-            .map_err(|e| invalid(name, &format!("labels.{SCALE_ZERO}"), e.to_string()))?,
+            .map_err(|e| invalid(path, name, &format!("labels.{SCALE_ZERO}"), e.to_string()))?,
     };
     if to_zero {
         annotations.insert("autoscaling.knative.dev/min-scale".into(), "0".into());
@@ -74,6 +80,7 @@ fn autoscaling(name: &str, function: &StackFunction) -> Result<Map<String, Value
         if let Some(duration) = label(SCALE_ZERO_DURATION) {
             parse_go_duration(duration).map_err(|e| {
                 invalid(
+                    path,
                     name,
                     &format!("labels.{SCALE_ZERO_DURATION}"),
                     e.to_string(),
@@ -90,7 +97,7 @@ fn autoscaling(name: &str, function: &StackFunction) -> Result<Map<String, Value
     }
     if let Some(max) = label(SCALE_MAX) {
         max.parse::<u32>()
-            .map_err(|e| invalid(name, &format!("labels.{SCALE_MAX}"), e.to_string()))?;
+            .map_err(|e| invalid(path, name, &format!("labels.{SCALE_MAX}"), e.to_string()))?;
         annotations.insert("autoscaling.knative.dev/max-scale".into(), max.into());
     }
     for (key, value) in &function.annotations {
@@ -99,11 +106,16 @@ fn autoscaling(name: &str, function: &StackFunction) -> Result<Map<String, Value
     Ok(annotations)
 }
 
-fn service(name: &str, function: &StackFunction, namespace: &str) -> Result<Value, Error> {
+fn service(
+    path: &Path,
+    name: &str,
+    function: &StackFunction,
+    namespace: &str,
+) -> Result<Value, Error> {
     let image = function
         .image
         .clone()
-        .ok_or_else(|| invalid(name, "image", "an image is required".to_owned()))?;
+        .ok_or_else(|| invalid(path, name, "image", "an image is required".to_owned()))?;
     let env: Vec<Value> = function
         .environment
         .iter()
@@ -149,7 +161,7 @@ fn service(name: &str, function: &StackFunction, namespace: &str) -> Result<Valu
     let mut spec = json!({"containers": [container]});
     if let Some(timeout) = function.environment.get("write_timeout") {
         let timeout = parse_go_duration(timeout)
-            .map_err(|e| invalid(name, "environment.write_timeout", e.to_string()))?;
+            .map_err(|e| invalid(path, name, "environment.write_timeout", e.to_string()))?;
         let seconds = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
         spec["timeoutSeconds"] = json!(seconds);
     }
@@ -168,7 +180,7 @@ fn service(name: &str, function: &StackFunction, namespace: &str) -> Result<Valu
             "template": {
                 "metadata": {
                     "labels": {"faas_function": name},
-                    "annotations": autoscaling(name, function)?,
+                    "annotations": autoscaling(path, name, function)?,
                 },
                 "spec": spec,
             },
@@ -187,7 +199,6 @@ pub fn to_yaml(services: &[Value]) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     const STACK: &str = r#"
 version: 1.0
