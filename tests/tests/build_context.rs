@@ -190,6 +190,7 @@ fn every_function_gets_a_self_contained_build_context() {
         for required in [
             "Dockerfile",
             "template.yml",
+            "build-function.sh",
             "function/Cargo.toml",
             "function/src/main.rs",
             "function/Cargo.lock",

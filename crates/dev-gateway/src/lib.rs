@@ -37,6 +37,7 @@
 //! - [`env_file`]: `KEY=VALUE` override files (`--env-file`).
 //! - [`function_spec`]: [`FunctionSpec`], built from the stack or given directly.
 //! - [`go_duration`]: Go duration syntax of the scaling labels.
+//! - [`knative`]: Knative Services for a stack (the `knative-manifest` binary).
 //! - [`forwarding`]: path stripping and header rules of `/function/<name>`.
 //! - `gateway`: [`DevGateway`] configuration, [`RunningGateway`], routing, shutdown.
 //! - `registry`: per-function process state, scale from/to zero, `/system/functions` data.
@@ -56,6 +57,7 @@ mod function_process;
 pub mod function_spec;
 mod gateway;
 pub mod go_duration;
+pub mod knative;
 mod proxy;
 mod registry;
 mod secrets_mount;

@@ -12,12 +12,23 @@ const MAX_LEN: usize = 128;
 /// The incoming `X-Call-Id` when it is usable (1 to 128 characters of `A-Z a-z 0-9 . _ : -`),
 /// otherwise a new UUID v4. The id is echoed in headers, JSON bodies and every log line, so quotes,
 /// backslashes, control characters and anything else that could break out of them are refused.
+#[cfg(test)]
 pub(crate) fn from_headers(headers: &HeaderMap) -> String {
+    incoming(headers).unwrap_or_else(generate)
+}
+
+/// The incoming `X-Call-Id` when it is usable (1 to 128 characters of `A-Z a-z 0-9 . _ : -`).
+pub(crate) fn incoming(headers: &HeaderMap) -> Option<String> {
     headers
         .get(&CALL_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_usable(id))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+        .map(str::to_owned)
+}
+
+/// A new call id, a UUID v4.
+pub(crate) fn generate() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 fn is_usable(id: &str) -> bool {

@@ -93,7 +93,12 @@ where
     B::Error: Into<BoxError>,
 {
     let received_at = Instant::now();
-    let call_id = call_id::from_headers(req.headers());
+    // The caller (or the gateway, which also answers with the id it
+    // generated) knows an incoming id: echoing it too would put X-Call-Id
+    // twice on a response the gateway streams. Only a new id is echoed.
+    let incoming = call_id::incoming(req.headers());
+    let echo = incoming.is_none();
+    let call_id = incoming.unwrap_or_else(call_id::generate);
     let mut response = match RuntimeRoute::recognise(req.uri().path()) {
         Some(route) => {
             let response = runtime_route(&shared, route, req.method());
@@ -107,7 +112,7 @@ where
         }
         None => function_request(&shared, req, call_id.clone(), received_at).await,
     };
-    if let Ok(value) = HeaderValue::from_str(&call_id) {
+    if echo && let Ok(value) = HeaderValue::from_str(&call_id) {
         response.headers_mut().insert(CALL_ID_HEADER, value);
     }
     Ok(response)

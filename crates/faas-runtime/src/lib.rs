@@ -7,7 +7,8 @@
 //! - HTTP/1.1 with keep-alive; every path and method goes to the function's [`Handler`], except
 //!   `GET /_/health`, `GET /_/ready` and `GET /metrics`;
 //! - request bodies (chunked or not) read under a size limit while they stream: 413 past it;
-//! - `X-Call-Id` taken or generated, put in the logs and on the response;
+//! - `X-Call-Id` taken or generated, put in the logs, and on the response when generated (an
+//!   incoming id is the caller's or the gateway's, which answers with it itself);
 //! - a panicking handler answers 500 and the server keeps going;
 //! - request metrics in the function's Prometheus registry;
 //! - the watchdog's shutdown sequence: grace period (`healthcheck_interval`) with health at 503,

@@ -12,6 +12,9 @@ use crate::body::{Body, full, streaming};
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 const TEXT_EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+const X_ACCEL_BUFFERING: http::header::HeaderName =
+    http::header::HeaderName::from_static("x-accel-buffering");
+const NO: HeaderValue = HeaderValue::from_static("no");
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// Body used when a value cannot be serialised; written by hand so it cannot fail itself.
@@ -68,7 +71,8 @@ pub fn json_error(
 }
 
 /// A `200` server-sent events response (`Content-Type: text/event-stream`,
-/// `Cache-Control: no-cache`) whose body is every frame received on
+/// `Cache-Control: no-cache` and `X-Accel-Buffering: no`, which tells nginx
+/// and the ingresses built on it not to buffer) whose body is every frame received on
 /// `frames`, in order, sent as it arrives; it ends when every sender is
 /// dropped. Each frame goes out as it is, so it should be whole events
 /// (`data: …` and a blank line).
@@ -82,6 +86,7 @@ pub fn sse_response(frames: mpsc::Receiver<Bytes>) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, TEXT_EVENT_STREAM);
     headers.insert(CACHE_CONTROL, NO_CACHE);
+    headers.insert(X_ACCEL_BUFFERING, NO);
     response
 }
 
@@ -190,6 +195,7 @@ mod tests {
         let response = sse_response(rx);
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[CONTENT_TYPE], "text/event-stream");
+        assert_eq!(response.headers()["x-accel-buffering"], "no");
         assert_eq!(response.headers()[CACHE_CONTROL], "no-cache");
         tx.send(Bytes::from_static(b"data: 1\n\n"))
             .await

@@ -303,8 +303,14 @@ fn vertex_credentials(
             )));
         }
     };
+    // Credentials without a project are a deployment mistake: refuse to
+    // start rather than call a project nobody chose.
     let Some(project) = project else {
-        return Ok(Err(format!("{} is not set", ev::VERTEX_PROJECT)));
+        return Err(invalid(
+            ev::VERTEX_PROJECT,
+            "",
+            "required with Vertex credentials (the service account key names no project_id)",
+        ));
     };
     Ok(Ok(google::Credentials::Vertex {
         project,
@@ -666,6 +672,15 @@ mod tests {
             .unwrap_err();
             assert!(err.to_string().contains(name), "{err}");
         }
+        // Vertex credentials (the metadata server's) but no project: never a
+        // placeholder project, a refusal to start.
+        let err = Providers::from_env(
+            &Env::from_pairs([(env_vars::VERTEX_USE_METADATA, "true")]),
+            &secrets.store(),
+            client(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("VERTEX_PROJECT"), "{err}");
         let err = Providers::from_env(
             &Env::from_pairs([
                 (env_vars::VLLM_BASE_URL, "http://v"),

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod exec_budget;
 mod handler;
 #[cfg(test)]
 mod handler_tests;

@@ -62,6 +62,7 @@ const ESCALATION_REASONS: [&str; 5] = [
 /// Everything a routed request needs, built once per process.
 pub(crate) struct Router {
     policy: PolicyWatcher,
+    budget_cap: crate::exec_budget::BudgetCap,
     live: LiveStats,
     budgets: BudgetTracker,
     functions: FunctionClient,
@@ -378,6 +379,7 @@ impl Router {
             },
         ));
         Ok(Self {
+            budget_cap: crate::exec_budget::BudgetCap::from_env(env)?,
             live: policy.live_stats(),
             policy,
             budgets: BudgetTracker::new(),
@@ -585,6 +587,7 @@ impl Router {
         request: ValidRequest,
         call: &Call<'_>,
     ) -> Result<Plan, RouterError> {
+        let request = self.budget_cap.apply(request);
         let deadline = call.received_at + Duration::from_millis(request.max_latency_ms);
         let Classified {
             task,
