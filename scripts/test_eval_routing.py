@@ -205,6 +205,13 @@ class OnlineTest(unittest.TestCase):
         # A context the stream never saw ranks at the overall mean, here a tie: APGR one half.
         self.assertAlmostEqual(er.context_ceiling(keys, gains, ["c"] * 20, [0.0] * 20, weak, strong), 0.5)
 
+    def test_tier_quality_reads_the_catalogue(self):
+        base = er.DEFAULT_POLICY.read_text(encoding="utf-8")
+        q = er.tier_quality(base, er.ONLINE_WEAK)
+        self.assertEqual(set(q), {"simple", "medium", "hard"})
+        self.assertGreater(q["simple"], q["hard"])
+        self.assertIsNone(er.tier_quality(base, "nope/none"))
+
     def test_the_online_policy_ranks_the_pair_by_score(self):
         base = er.DEFAULT_POLICY.read_text(encoding="utf-8")
         doc = er.tomllib.loads(er.online_policy(base, er.ONLINE_WEAK, er.ONLINE_STRONG, 4.0))
