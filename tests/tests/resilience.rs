@@ -354,6 +354,8 @@ async fn trailing_bytes_and_escaping_model_ids_get_400() {
             .await;
         assert_eq!(answer.status, 400, "{model}: {}", answer.json);
         assert_eq!(answer.json["error"]["param"], "model");
+        assert_eq!(answer.json["error"]["failure"]["class"], "bad_request");
+        assert_eq!(answer.headers["x-failure-class"], "bad_request");
     }
     assert_eq!(fleet.others["bedrock"].stats().total_requests, 0);
     fleet.stop().await;

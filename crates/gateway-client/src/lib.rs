@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use routing_core::api::{ErrorBody, ErrorDetail, ProxyStreamEvent};
 use routing_core::env::{DEFAULT_GATEWAY_URL, ENV_GATEWAY_URL, Env};
+use routing_core::failure::{FAILURE_CLASS_HEADER, Failure, FailureClass};
 
 /// The header that carries the call id through the fleet.
 pub const CALL_ID_HEADER: &str = "X-Call-Id";
@@ -117,12 +118,13 @@ impl FunctionClient {
             .await
             .map_err(|e| transport_error(function, timeout_ms, &e))?;
         let status = response.status();
+        let class = failure_class_header(response.headers());
         let bytes = response
             .bytes()
             .await
             .map_err(|e| transport_error(function, timeout_ms, &e))?;
         if !status.is_success() {
-            return Err(failure(function, status, &bytes));
+            return Err(failure(function, status, class, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| InvokeError::Decode {
             function: function.to_owned(),
@@ -159,11 +161,12 @@ impl FunctionClient {
             .map_err(|e| transport_error(function, timeout_ms, &e))?;
         let status = response.status();
         if !status.is_success() {
+            let class = failure_class_header(response.headers());
             let bytes = response
                 .bytes()
                 .await
                 .map_err(|e| transport_error(function, timeout_ms, &e))?;
-            return Err(failure(function, status, &bytes));
+            return Err(failure(function, status, class, &bytes));
         }
         let name = function.to_owned();
         let events = response.bytes_stream().eventsource().map(move |event| {
@@ -200,8 +203,23 @@ fn transport_error(function: &str, timeout_ms: u64, e: &reqwest::Error) -> Invok
     }
 }
 
-fn failure(function: &str, status: reqwest::StatusCode, bytes: &[u8]) -> InvokeError {
-    let detail = serde_json::from_slice::<ErrorBody>(bytes)
+/// The failure class a function named in its `X-Failure-Class` header.
+fn failure_class_header(headers: &reqwest::header::HeaderMap) -> Option<FailureClass> {
+    headers
+        .get(FAILURE_CLASS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(FailureClass::from_name)
+}
+
+/// A failed call's error: the JSON body when there is one, with the class
+/// from the header when the body has none.
+fn failure(
+    function: &str,
+    status: reqwest::StatusCode,
+    class: Option<FailureClass>,
+    bytes: &[u8],
+) -> InvokeError {
+    let mut detail = serde_json::from_slice::<ErrorBody>(bytes)
         .map(|b| Box::new(b.error))
         .unwrap_or_else(|_| {
             Box::new(ErrorDetail {
@@ -219,6 +237,9 @@ fn failure(function: &str, status: reqwest::StatusCode, bytes: &[u8]) -> InvokeE
                 failure: None,
             })
         });
+    if detail.failure.is_none() {
+        detail.failure = class.map(Failure::new);
+    }
     InvokeError::Failed {
         function: function.to_owned(),
         status: status.as_u16(),

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, sse_response};
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use routing_core::failure::FAILURE_CLASS_HEADER;
 use serde_json::json;
 
 use crate::proxy::{Proxy, ProxyError};
@@ -56,6 +57,16 @@ impl Handler for ProxyHandler {
                 path: path.to_owned(),
             }),
         };
-        result.unwrap_or_else(|e| error_response(e.status(), &e.detail()))
+        result.unwrap_or_else(|e| {
+            let detail = e.detail();
+            let mut response = error_response(e.status(), &detail);
+            if let Some(failure) = detail.failure {
+                response.headers_mut().insert(
+                    FAILURE_CLASS_HEADER,
+                    HeaderValue::from_static(failure.class.as_str()),
+                );
+            }
+            response
+        })
     }
 }
