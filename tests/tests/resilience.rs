@@ -99,15 +99,18 @@ async fn callers_cannot_open_a_breaker_with_tiny_budgets_or_a_proxy_crash() {
     assert_eq!(warm.status, 200, "{}", warm.json);
 
     // Many callers with a 1 ms budget: every one of them runs out of time,
-    // pinned to Groq or routed to it by the fast-budget rule.
-    let mut poison = Vec::new();
-    for i in 0..60 {
-        poison.push(if i % 2 == 0 {
-            pinned("hi", 1)
-        } else {
-            json!({"task":"generate","prompt":"hi","max_latency_ms":1})
-        });
-    }
+    // on every kind of route.
+    let kinds = |budget: u64| {
+        [
+            pinned("hi", budget),
+            json!({"task":"generate","prompt":"hi","max_latency_ms":budget}),
+            json!({"task":"generate","prompt":"hi","max_latency_ms":budget,"private":true}),
+            json!({"task":"reason","prompt":"hi","max_latency_ms":budget,"difficulty":"hard"}),
+            json!({"task":"embed","input":["hi"],"max_latency_ms":budget}),
+            json!({"prompt":"hi","max_latency_ms":budget}),
+        ]
+    };
+    let poison: Vec<Value> = (0..12).flat_map(|_| kinds(1)).collect();
     for answer in many(&fleet, poison).await {
         let message = answer.json["error"]["message"].as_str().unwrap_or("");
         assert!(!message.contains("circuit breaker"), "{message}");
@@ -145,12 +148,28 @@ async fn callers_cannot_open_a_breaker_with_tiny_budgets_or_a_proxy_crash() {
         }
     }
 
+    // provider-proxy's health is counted apart, by class.
+    let metrics = fleet
+        .http
+        .get(fleet.url("llm-router", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let unreachable = metrics
+        .lines()
+        .find(|l| l.starts_with("llm_router_attempt_failures_total{class=\"unreachable_proxy\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert!(unreachable >= 8.0, "{metrics}");
+
     // Other callers are unaffected: no breaker opened.
-    for request in [
-        pinned("hi", 5000),
-        json!({"task":"generate","prompt":"hi","max_latency_ms":250}),
-        json!({"task":"generate","prompt":"hi","max_latency_ms":5000,"difficulty":"hard"}),
-    ] {
+    let mut after = kinds(5000).to_vec();
+    after.push(json!({"task":"generate","prompt":"hi","max_latency_ms":250}));
+    for request in after {
         assert_eq!(
             open_breakers(&fleet, &request).await,
             Vec::<String>::new(),
