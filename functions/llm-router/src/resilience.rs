@@ -177,6 +177,23 @@ pub(crate) fn stream_fault(failure: Option<&ErrorDetail>) -> Option<String> {
     .then(|| cause(class, &detail.message))
 }
 
+/// Whether a failed attempt's outcome says something about the model, and
+/// so is learned as a failure: not when it was skipped for its breaker, nor
+/// for the caller's budget, our credentials, a bad request or
+/// provider-proxy's health.
+pub(crate) fn tells_of_the_model(outcome: &str) -> bool {
+    match FailureClass::from_name(outcome) {
+        Some(
+            FailureClass::DeadlineCaller
+            | FailureClass::UnreachableProxy
+            | FailureClass::Auth
+            | FailureClass::BadRequest,
+        ) => false,
+        Some(_) => true,
+        None => outcome != "breaker_open",
+    }
+}
+
 /// What an open breaker names as its last cause.
 fn cause(class: FailureClass, message: &str) -> String {
     let message: String = message.chars().take(160).collect();
@@ -360,6 +377,26 @@ mod tests {
             FailureClass::RateLimited,
         ] {
             assert!(!counts_against_model(class, &fair), "{class}");
+        }
+    }
+
+    #[test]
+    fn only_failures_of_the_model_are_learned() {
+        for outcome in [
+            "provider_error",
+            "timeout_provider",
+            "context_too_long",
+            "rate_limited",
+        ] {
+            assert!(tells_of_the_model(outcome), "{outcome}");
+        }
+        for outcome in [
+            "breaker_open",
+            "deadline_caller",
+            "unreachable_proxy",
+            "auth",
+        ] {
+            assert!(!tells_of_the_model(outcome), "{outcome}");
         }
     }
 

@@ -482,7 +482,7 @@ impl Router {
         let mut failed: Vec<&str> = route
             .attempts
             .iter()
-            .filter(|a| a.outcome != "ok")
+            .filter(|a| a.outcome != "ok" && resilience::tells_of_the_model(&a.outcome))
             .map(|a| a.model.as_str())
             .collect();
         if let Some(e) = &route.escalated {
