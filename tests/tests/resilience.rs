@@ -314,6 +314,14 @@ async fn provider_text_naming_our_project_does_not_reach_callers() {
         !body.contains(provider_emulator::credentials::TEST_PROJECT_ID),
         "{body}"
     );
+    // Groq names our organisation in its rate-limit message.
+    let limited = fleet
+        .route(pinned("hi [[emulator:rate_limit@groq]]", 5000))
+        .await;
+    assert_eq!(limited.json["error"]["failure"]["class"], "rate_limited");
+    assert_eq!(limited.json["error"]["failure"]["retry_after_ms"], 6000);
+    let body = limited.json.to_string();
+    assert!(!body.contains("org_01emulator"), "{body}");
     fleet.stop().await;
 }
 
