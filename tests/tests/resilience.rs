@@ -7,6 +7,7 @@
 )]
 
 use fleet_tests::{Answer, Fleet, FleetOptions};
+use provider_emulator::{Fault, FaultPlan};
 use serde_json::{Value, json};
 
 const GROQ_8B: &str = "groq/llama-3.1-8b-instant";
@@ -254,6 +255,40 @@ async fn a_hung_primary_leaves_time_for_the_fallback_on_streams_too() {
     assert_eq!(attempts.last().unwrap()["outcome"], "ok", "{text}");
     assert_eq!(events.last().unwrap()["type"], "done", "{text}");
     assert_ne!(events.last().unwrap()["provider"], hung, "{text}");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_last_model_is_retried_after_the_wait_it_asked_for() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    // OpenAI's emulator asks for a 1 s wait.
+    fleet.others["openai"].set_faults(FaultPlan::next_n(Fault::RateLimit, 1));
+    let answer = fleet
+        .route(
+            json!({"task":"generate","prompt":"hi","max_latency_ms":10_000,
+                      "model":"openai/gpt-4.1-nano"}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let outcomes: Vec<&str> = answer.json["route"]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["rate_limited", "ok"], "{}", answer.json);
+    assert_eq!(fleet.others["openai"].stats().total_requests, 2);
+
+    // A wait longer than the budget is not waited for.
+    fleet.others["openai"].set_faults(FaultPlan::next_n(Fault::RateLimit, 1));
+    let answer = fleet
+        .route(
+            json!({"task":"generate","prompt":"hi","max_latency_ms":1000,
+                      "model":"openai/gpt-4.1-nano"}),
+        )
+        .await;
+    assert_eq!(answer.status, 429, "{}", answer.json);
+    assert_eq!(answer.json["error"]["failure"]["class"], "rate_limited");
     fleet.stop().await;
 }
 

@@ -218,8 +218,10 @@ impl Router {
     /// Walks the decision's chain: each model its breaker admits gets a
     /// slice of the remaining budget; a failure is classed, counted against
     /// the model only when it is the provider's fault, and followed by the
-    /// next model while its class is worth it and time remains. The caller
-    /// records the success (live latency, spend).
+    /// next model while its class is worth it and time remains. The last
+    /// model, rate-limited or overloaded with a wait that fits the budget,
+    /// is tried once more after that wait. The caller records the success
+    /// (live latency, spend).
     pub(crate) async fn run_attempts<'p, T, F, Fut>(
         &self,
         plan: &'p Plan,
@@ -233,13 +235,17 @@ impl Router {
     {
         let chain: Vec<&'p Candidate> = plan.decision.chain().collect();
         let mut last_error = None;
-        for (position, candidate) in chain.iter().enumerate() {
+        let mut retried = false;
+        let mut position = 0;
+        while let Some(candidate) = chain.get(position) {
             let model = &candidate.model;
+            let last = position + 1 == chain.len();
             let Some(admission) = self.live().admit(&model.id) else {
                 explanation
                     .attempts
                     .push(attempt(model, "breaker_open", Instant::now()));
                 last_error.get_or_insert_with(|| self.breaker_busy(plan, model));
+                position += 1;
                 continue;
             };
             let remaining = plan.deadline.saturating_duration_since(Instant::now());
@@ -256,9 +262,7 @@ impl Router {
                 .map_or(candidate.expected_latency_ms, |l| {
                     l.percentile_ms.max(candidate.expected_latency_ms)
                 });
-            let slice =
-                self.attempt_policy()
-                    .slice(remaining, expected_ms, position + 1 == chain.len());
+            let slice = self.attempt_policy().slice(remaining, expected_ms, last);
             let started = Instant::now();
             match attempt_with(model, slice).await {
                 Ok(value) => {
@@ -295,12 +299,25 @@ impl Router {
                         }
                         (_, error) => error,
                     };
+                    let wait = if last && !retried {
+                        self.retry_wait(&error, class, plan.deadline)
+                    } else {
+                        None
+                    };
+                    if let Some(wait) = wait {
+                        retried = true;
+                        tracing::info!(call_id = call.id, model = %model.id, failure = %class, wait_ms = wait.as_millis(), "retrying after the provider's wait");
+                        last_error = Some(error);
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
                     if !(class.worth_falling_back() && Instant::now() < plan.deadline) {
                         return Err(error);
                     }
                     self.count_fallback(&model.provider);
                     tracing::info!(call_id = call.id, model = %model.id, failure = %class, "falling back");
                     last_error = Some(error);
+                    position += 1;
                 }
             }
         }
@@ -308,6 +325,28 @@ impl Router {
             budget_ms: plan.request.max_latency_ms,
             during: "before a model could be called".to_owned(),
         }))
+    }
+
+    /// How long to wait before trying a rate-limited or overloaded model
+    /// again: the wait it asked for, when that leaves an attempt's minimum
+    /// time before the caller's deadline.
+    fn retry_wait(
+        &self,
+        error: &RouterError,
+        class: FailureClass,
+        deadline: Instant,
+    ) -> Option<Duration> {
+        if !matches!(class, FailureClass::RateLimited | FailureClass::Overloaded) {
+            return None;
+        }
+        let RouterError::Downstream(e) = error else {
+            return None;
+        };
+        let InvokeError::Failed { detail, .. } = e.as_ref() else {
+            return None;
+        };
+        let wait = Duration::from_millis(detail.failure?.retry_after_ms?);
+        (Instant::now() + wait + self.attempt_policy().min_timeout < deadline).then_some(wait)
     }
 
     /// The error for a model whose half-open breaker has no trial call left.
