@@ -164,9 +164,10 @@ pub(crate) fn counts_against_model(class: FailureClass, slice: &Slice) -> bool {
     }
 }
 
-/// Whether a stream that failed part way with `failure` counts against
-/// its model: only the provider's own errors (a stream is bounded by the
-/// caller's whole budget, so its timeouts are the caller's).
+/// The cause to count against a stream's model when it failed part way
+/// with `failure`, if it counts: only the provider's own errors (a stream
+/// is bounded by the caller's whole budget, so its timeouts are the
+/// caller's).
 pub(crate) fn stream_fault(failure: Option<&ErrorDetail>) -> Option<String> {
     let detail = failure?;
     let class = detail.failure?.class;
