@@ -7,6 +7,7 @@
 )]
 
 use fleet_tests::{Answer, Fleet, FleetOptions};
+use provider_emulator::{Fault, FaultPlan};
 use serde_json::{Value, json};
 
 const GROQ_8B: &str = "groq/llama-3.1-8b-instant";
@@ -99,15 +100,18 @@ async fn callers_cannot_open_a_breaker_with_tiny_budgets_or_a_proxy_crash() {
     assert_eq!(warm.status, 200, "{}", warm.json);
 
     // Many callers with a 1 ms budget: every one of them runs out of time,
-    // pinned to Groq or routed to it by the fast-budget rule.
-    let mut poison = Vec::new();
-    for i in 0..60 {
-        poison.push(if i % 2 == 0 {
-            pinned("hi", 1)
-        } else {
-            json!({"task":"generate","prompt":"hi","max_latency_ms":1})
-        });
-    }
+    // on every kind of route.
+    let kinds = |budget: u64| {
+        [
+            pinned("hi", budget),
+            json!({"task":"generate","prompt":"hi","max_latency_ms":budget}),
+            json!({"task":"generate","prompt":"hi","max_latency_ms":budget,"private":true}),
+            json!({"task":"reason","prompt":"hi","max_latency_ms":budget,"difficulty":"hard"}),
+            json!({"task":"embed","input":["hi"],"max_latency_ms":budget}),
+            json!({"prompt":"hi","max_latency_ms":budget}),
+        ]
+    };
+    let poison: Vec<Value> = (0..12).flat_map(|_| kinds(1)).collect();
     for answer in many(&fleet, poison).await {
         let message = answer.json["error"]["message"].as_str().unwrap_or("");
         assert!(!message.contains("circuit breaker"), "{message}");
@@ -145,12 +149,28 @@ async fn callers_cannot_open_a_breaker_with_tiny_budgets_or_a_proxy_crash() {
         }
     }
 
+    // provider-proxy's health is counted apart, by class.
+    let metrics = fleet
+        .http
+        .get(fleet.url("llm-router", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let unreachable = metrics
+        .lines()
+        .find(|l| l.starts_with("llm_router_attempt_failures_total{class=\"unreachable_proxy\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert!(unreachable >= 8.0, "{metrics}");
+
     // Other callers are unaffected: no breaker opened.
-    for request in [
-        pinned("hi", 5000),
-        json!({"task":"generate","prompt":"hi","max_latency_ms":250}),
-        json!({"task":"generate","prompt":"hi","max_latency_ms":5000,"difficulty":"hard"}),
-    ] {
+    let mut after = kinds(5000).to_vec();
+    after.push(json!({"task":"generate","prompt":"hi","max_latency_ms":250}));
+    for request in after {
         assert_eq!(
             open_breakers(&fleet, &request).await,
             Vec::<String>::new(),
@@ -239,6 +259,40 @@ async fn a_hung_primary_leaves_time_for_the_fallback_on_streams_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_last_model_is_retried_after_the_wait_it_asked_for() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    // OpenAI's emulator asks for a 1 s wait.
+    fleet.others["openai"].set_faults(FaultPlan::next_n(Fault::RateLimit, 1));
+    let answer = fleet
+        .route(
+            json!({"task":"generate","prompt":"hi","max_latency_ms":10_000,
+                      "model":"openai/gpt-4.1-nano"}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let outcomes: Vec<&str> = answer.json["route"]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["rate_limited", "ok"], "{}", answer.json);
+    assert_eq!(fleet.others["openai"].stats().total_requests, 2);
+
+    // A wait longer than the budget is not waited for.
+    fleet.others["openai"].set_faults(FaultPlan::next_n(Fault::RateLimit, 1));
+    let answer = fleet
+        .route(
+            json!({"task":"generate","prompt":"hi","max_latency_ms":1000,
+                      "model":"openai/gpt-4.1-nano"}),
+        )
+        .await;
+    assert_eq!(answer.status, 429, "{}", answer.json);
+    assert_eq!(answer.json["error"]["failure"]["class"], "rate_limited");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_credential_does_not_open_the_breaker_but_provider_errors_do() {
     let fleet = Fleet::start(FleetOptions::default()).await;
     // Ten auth failures: twice the breaker's threshold.
@@ -295,6 +349,14 @@ async fn provider_text_naming_our_project_does_not_reach_callers() {
         !body.contains(provider_emulator::credentials::TEST_PROJECT_ID),
         "{body}"
     );
+    // Groq names our organisation in its rate-limit message.
+    let limited = fleet
+        .route(pinned("hi [[emulator:rate_limit@groq]]", 5000))
+        .await;
+    assert_eq!(limited.json["error"]["failure"]["class"], "rate_limited");
+    assert_eq!(limited.json["error"]["failure"]["retry_after_ms"], 6000);
+    let body = limited.json.to_string();
+    assert!(!body.contains("org_01emulator"), "{body}");
     fleet.stop().await;
 }
 
@@ -354,6 +416,8 @@ async fn trailing_bytes_and_escaping_model_ids_get_400() {
             .await;
         assert_eq!(answer.status, 400, "{model}: {}", answer.json);
         assert_eq!(answer.json["error"]["param"], "model");
+        assert_eq!(answer.json["error"]["failure"]["class"], "bad_request");
+        assert_eq!(answer.headers["x-failure-class"], "bad_request");
     }
     assert_eq!(fleet.others["bedrock"].stats().total_requests, 0);
     fleet.stop().await;

@@ -15,6 +15,7 @@ use routing_core::api::{ErrorBody, ErrorDetail, ProxyStreamEvent};
 use routing_core::env::{
     DEFAULT_GATEWAY_URL, DEFAULT_SECRETS_DIR, ENV_GATEWAY_URL, ENV_SECRETS_DIR, Env,
 };
+use routing_core::failure::{FAILURE_CLASS_HEADER, Failure, FailureClass};
 use secrets::{INTERNAL_TOKEN, INTERNAL_TOKEN_HEADER, Secret, SecretError, SecretStore};
 
 /// The header that carries the call id through the fleet.
@@ -157,12 +158,13 @@ impl FunctionClient {
             .map_err(|e| transport_error(function, timeout_ms, &e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
+        let class = failure_class_header(response.headers());
         let bytes = response
             .bytes()
             .await
             .map_err(|e| transport_error(function, timeout_ms, &e))?;
         if !status.is_success() {
-            return Err(failure(function, status, retry_after, &bytes));
+            return Err(failure(function, status, class, retry_after, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| InvokeError::Decode {
             function: function.to_owned(),
@@ -198,11 +200,12 @@ impl FunctionClient {
         let status = response.status();
         if !status.is_success() {
             let retry_after = retry_after(response.headers());
+            let class = failure_class_header(response.headers());
             let bytes = response
                 .bytes()
                 .await
                 .map_err(|e| transport_error(function, timeout_ms, &e))?;
-            return Err(failure(function, status, retry_after, &bytes));
+            return Err(failure(function, status, class, retry_after, &bytes));
         }
         let name = function.to_owned();
         let events = response.bytes_stream().eventsource().map(move |event| {
@@ -252,13 +255,24 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u16> {
     Some(u16::try_from(secs).unwrap_or(u16::MAX))
 }
 
+/// The failure class a function named in its `X-Failure-Class` header.
+fn failure_class_header(headers: &reqwest::header::HeaderMap) -> Option<FailureClass> {
+    headers
+        .get(FAILURE_CLASS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(FailureClass::from_name)
+}
+
+/// A failed call's error: the JSON body when there is one, with the class
+/// from the header when the body has none.
 fn failure(
     function: &str,
     status: reqwest::StatusCode,
+    class: Option<FailureClass>,
     retry_after_secs: Option<u16>,
     bytes: &[u8],
 ) -> InvokeError {
-    let detail = serde_json::from_slice::<ErrorBody>(bytes)
+    let mut detail = serde_json::from_slice::<ErrorBody>(bytes)
         .map(|b| Box::new(b.error))
         .unwrap_or_else(|_| {
             Box::new(ErrorDetail {
@@ -276,6 +290,9 @@ fn failure(
                 failure: None,
             })
         });
+    if detail.failure.is_none() {
+        detail.failure = class.map(Failure::new);
+    }
     InvokeError::Failed {
         function: function.to_owned(),
         status: status.as_u16(),

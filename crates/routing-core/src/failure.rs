@@ -7,6 +7,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The response header that repeats an error's failure class, for clients
+/// that read headers before (or instead of) the body.
+pub const FAILURE_CLASS_HEADER: &str = "X-Failure-Class";
+
 /// The class of a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -71,6 +75,11 @@ impl FailureClass {
         }
     }
 
+    /// The class named `name` (its wire name), if there is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name.trim())
+    }
+
     /// Whether the failure is the provider's own fault, and so counts
     /// against the model's circuit breaker: overload, a 5xx or a refused
     /// connection at the provider. A provider timeout counts only when the
@@ -132,6 +141,7 @@ mod tests {
         for class in FailureClass::ALL {
             let json = serde_json::to_value(class).unwrap_or_default();
             assert_eq!(json, class.as_str(), "{class:?}");
+            assert_eq!(FailureClass::from_name(class.as_str()), Some(class));
         }
     }
 

@@ -208,6 +208,27 @@ fn bad_edits_name_the_field_and_line() {
             "min_samples = 1000",
             "never be reached",
         ),
+        (
+            "breaker_min_calls = 10 ",
+            "breaker_min_calls = 50 ",
+            "live.breaker_min_calls",
+            "breaker_min_calls = 50",
+            "never be reached",
+        ),
+        (
+            "breaker_failure_rate = 0.5 ",
+            "breaker_failure_rate = 1.5 ",
+            "live.breaker_failure_rate",
+            "breaker_failure_rate = 1.5",
+            "(0, 1]",
+        ),
+        (
+            "breaker_probes = 1 ",
+            "breaker_probes = 0 ",
+            "live.breaker_probes",
+            "breaker_probes = 0",
+            "at least 1",
+        ),
     ];
     for (from, to, field, at, message) in cases {
         let text = edit(from, to);

@@ -164,9 +164,10 @@ pub(crate) fn counts_against_model(class: FailureClass, slice: &Slice) -> bool {
     }
 }
 
-/// Whether a stream that failed part way with `failure` counts against
-/// its model: only the provider's own errors (a stream is bounded by the
-/// caller's whole budget, so its timeouts are the caller's).
+/// The cause to count against a stream's model when it failed part way
+/// with `failure`, if it counts: only the provider's own errors (a stream
+/// is bounded by the caller's whole budget, so its timeouts are the
+/// caller's).
 pub(crate) fn stream_fault(failure: Option<&ErrorDetail>) -> Option<String> {
     let detail = failure?;
     let class = detail.failure?.class;
@@ -175,6 +176,23 @@ pub(crate) fn stream_fault(failure: Option<&ErrorDetail>) -> Option<String> {
         FailureClass::Overloaded | FailureClass::ProviderError
     )
     .then(|| cause(class, &detail.message))
+}
+
+/// Whether a failed attempt's outcome says something about the model, and
+/// so is learned as a failure: not when it was skipped for its breaker, nor
+/// for the caller's budget, our credentials, a bad request or
+/// provider-proxy's health.
+pub(crate) fn tells_of_the_model(outcome: &str) -> bool {
+    match FailureClass::from_name(outcome) {
+        Some(
+            FailureClass::DeadlineCaller
+            | FailureClass::UnreachableProxy
+            | FailureClass::Auth
+            | FailureClass::BadRequest,
+        ) => false,
+        Some(_) => true,
+        None => outcome != "breaker_open",
+    }
 }
 
 /// What an open breaker names as its last cause.
@@ -201,8 +219,10 @@ impl Router {
     /// Walks the decision's chain: each model its breaker admits gets a
     /// slice of the remaining budget; a failure is classed, counted against
     /// the model only when it is the provider's fault, and followed by the
-    /// next model while its class is worth it and time remains. The caller
-    /// records the success (live latency, spend).
+    /// next model while its class is worth it and time remains. The last
+    /// model, rate-limited or overloaded with a wait that fits the budget,
+    /// is tried once more after that wait. The caller records the success
+    /// (live latency, spend).
     pub(crate) async fn run_attempts<'p, T, F, Fut>(
         &self,
         plan: &'p Plan,
@@ -216,13 +236,17 @@ impl Router {
     {
         let chain: Vec<&'p Candidate> = plan.decision.chain().collect();
         let mut last_error = None;
-        for (position, candidate) in chain.iter().enumerate() {
+        let mut retried = false;
+        let mut position = 0;
+        while let Some(candidate) = chain.get(position) {
             let model = &candidate.model;
+            let last = position + 1 == chain.len();
             let Some(admission) = self.live().admit(&model.id) else {
                 explanation
                     .attempts
                     .push(attempt(model, "breaker_open", Instant::now()));
                 last_error.get_or_insert_with(|| self.breaker_busy(plan, model));
+                position += 1;
                 continue;
             };
             let remaining = plan.deadline.saturating_duration_since(Instant::now());
@@ -239,9 +263,7 @@ impl Router {
                 .map_or(candidate.expected_latency_ms, |l| {
                     l.percentile_ms.max(candidate.expected_latency_ms)
                 });
-            let slice =
-                self.attempt_policy()
-                    .slice(remaining, expected_ms, position + 1 == chain.len());
+            let slice = self.attempt_policy().slice(remaining, expected_ms, last);
             let started = Instant::now();
             match attempt_with(model, slice).await {
                 Ok(value) => {
@@ -278,12 +300,25 @@ impl Router {
                         }
                         (_, error) => error,
                     };
+                    let wait = if last && !retried {
+                        self.retry_wait(&error, class, plan.deadline)
+                    } else {
+                        None
+                    };
+                    if let Some(wait) = wait {
+                        retried = true;
+                        tracing::info!(call_id = call.id, model = %model.id, failure = %class, wait_ms = wait.as_millis(), "retrying after the provider's wait");
+                        last_error = Some(error);
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
                     if !(class.worth_falling_back() && Instant::now() < plan.deadline) {
                         return Err(error);
                     }
                     self.count_fallback(&model.provider);
                     tracing::debug!(call_id = call.id, model = %model.id, failure = %class, "falling back");
                     last_error = Some(error);
+                    position += 1;
                 }
             }
         }
@@ -291,6 +326,28 @@ impl Router {
             budget_ms: plan.request.max_latency_ms,
             during: "before a model could be called".to_owned(),
         }))
+    }
+
+    /// How long to wait before trying a rate-limited or overloaded model
+    /// again: the wait it asked for, when that leaves an attempt's minimum
+    /// time before the caller's deadline.
+    fn retry_wait(
+        &self,
+        error: &RouterError,
+        class: FailureClass,
+        deadline: Instant,
+    ) -> Option<Duration> {
+        if !matches!(class, FailureClass::RateLimited | FailureClass::Overloaded) {
+            return None;
+        }
+        let RouterError::Downstream(e) = error else {
+            return None;
+        };
+        let InvokeError::Failed { detail, .. } = e.as_ref() else {
+            return None;
+        };
+        let wait = Duration::from_millis(detail.failure?.retry_after_ms?);
+        (Instant::now() + wait + self.attempt_policy().min_timeout < deadline).then_some(wait)
     }
 
     /// The error for a model whose half-open breaker has no trial call left.
@@ -360,6 +417,26 @@ mod tests {
             FailureClass::RateLimited,
         ] {
             assert!(!counts_against_model(class, &fair), "{class}");
+        }
+    }
+
+    #[test]
+    fn only_failures_of_the_model_are_learned() {
+        for outcome in [
+            "provider_error",
+            "timeout_provider",
+            "context_too_long",
+            "rate_limited",
+        ] {
+            assert!(tells_of_the_model(outcome), "{outcome}");
+        }
+        for outcome in [
+            "breaker_open",
+            "deadline_caller",
+            "unreachable_proxy",
+            "auth",
+        ] {
+            assert!(!tells_of_the_model(outcome), "{outcome}");
         }
     }
 

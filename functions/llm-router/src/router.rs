@@ -44,9 +44,11 @@ pub(crate) const ENV_LEARNING_SEED: &str = "LEARNING_SEED";
 /// `[learning].explore_share` (0 stops exploring without a policy change).
 pub(crate) const ENV_LEARNING_EXPLORE_SHARE: &str = "LEARNING_EXPLORE_SHARE";
 /// Time kept back from provider-proxy's deadline so that it, not the router,
-/// reports a provider timeout: a tenth of the attempt's time, within these
-/// bounds.
+/// reports a provider timeout.
 const PROXY_MARGIN: Duration = Duration::from_millis(10);
+/// The most kept back from an attempt cut short for a fallback, which keeps
+/// a tenth of its time (at least [`PROXY_MARGIN`]): there the proxy's own
+/// report decides whether the model is to blame.
 const PROXY_MARGIN_MAX: Duration = Duration::from_millis(250);
 
 /// The `reason` labels of `llm_router_escalations_total` (the kinds of
@@ -58,6 +60,17 @@ const ESCALATION_REASONS: [&str; 5] = [
     "content_filter",
     "low_confidence",
 ];
+
+/// The time provider-proxy is given for an attempt of `slice` (the whole
+/// attempt when `timeout` is the slice's).
+fn proxy_timeout(timeout: Duration, slice: &Slice) -> Duration {
+    let margin = if slice.timeout < slice.remaining {
+        (slice.timeout / 10).clamp(PROXY_MARGIN, PROXY_MARGIN_MAX)
+    } else {
+        PROXY_MARGIN
+    };
+    timeout.saturating_sub(margin)
+}
 
 /// Everything a routed request needs, built once per process.
 pub(crate) struct Router {
@@ -489,7 +502,7 @@ impl Router {
         let mut failed: Vec<&str> = route
             .attempts
             .iter()
-            .filter(|a| a.outcome != "ok")
+            .filter(|a| a.outcome != "ok" && resilience::tells_of_the_model(&a.outcome))
             .map(|a| a.model.as_str())
             .collect();
         if let Some(e) = &route.escalated {
@@ -919,7 +932,7 @@ impl Router {
         &self,
         plan: &Plan,
         model: &ModelEntry,
-        remaining: Duration,
+        timeout: Duration,
         stream: bool,
     ) -> ProxyRequest {
         ProxyRequest {
@@ -931,13 +944,7 @@ impl Router {
             max_tokens: plan.request.max_tokens,
             temperature: plan.request.temperature,
             stop: plan.request.stop.clone(),
-            timeout_ms: Some(
-                millis(
-                    remaining
-                        .saturating_sub((remaining / 10).clamp(PROXY_MARGIN, PROXY_MARGIN_MAX)),
-                )
-                .max(1),
-            ),
+            timeout_ms: Some(millis(timeout).max(1)),
             start_timeout_ms: None,
             stream,
             options: plan.request.options.clone(),
@@ -1008,7 +1015,8 @@ impl Router {
                 })
             }
             ServingFunction::ProviderProxy => {
-                let request = self.proxy_request(plan, model, remaining, false);
+                let request =
+                    self.proxy_request(plan, model, proxy_timeout(remaining, &slice), false);
                 let answer: ProxyResponse = self
                     .functions
                     .invoke(function, "/", &request, call.id, remaining)
@@ -1076,12 +1084,16 @@ impl Router {
                 during: "before the stream started".to_owned(),
             });
         }
-        let mut request = self.proxy_request(plan, model, slice.remaining, true);
+        let whole = Slice {
+            timeout: slice.remaining,
+            ..slice
+        };
+        let mut request =
+            self.proxy_request(plan, model, proxy_timeout(slice.remaining, &whole), true);
         if slice.timeout < slice.remaining {
             // provider-proxy reports a provider that does not start in time
             // itself, before the router gives up on it.
-            let margin = (slice.timeout / 10).clamp(PROXY_MARGIN, PROXY_MARGIN_MAX);
-            request.start_timeout_ms = Some(millis(slice.timeout.saturating_sub(margin)).max(1));
+            request.start_timeout_ms = Some(millis(proxy_timeout(slice.timeout, &slice)).max(1));
         }
         let started =
             self.functions

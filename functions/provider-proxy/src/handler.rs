@@ -7,6 +7,7 @@ use faas_runtime::access::{self, Field};
 use faas_runtime::{Body, Handler, RequestContext, error_response, json_response, sse_response};
 use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
+use routing_core::failure::FAILURE_CLASS_HEADER;
 use serde_json::json;
 
 use crate::proxy::{Proxy, ProxyError};
@@ -72,7 +73,14 @@ impl Handler for ProxyHandler {
 /// The error response, with `Retry-After` (whole seconds, rounded up) when
 /// the provider asked for a wait.
 fn error(e: &ProxyError) -> Response<Body> {
-    let mut response = error_response(e.status(), &e.detail());
+    let detail = e.detail();
+    let mut response = error_response(e.status(), &detail);
+    if let Some(failure) = detail.failure {
+        response.headers_mut().insert(
+            FAILURE_CLASS_HEADER,
+            HeaderValue::from_static(failure.class.as_str()),
+        );
+    }
     if let Some(wait) = e.retry_after() {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         response

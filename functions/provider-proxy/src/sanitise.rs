@@ -41,6 +41,8 @@ fn is_identifying(word: &str) -> bool {
         "arn:",
         "://",
         "org-",
+        "org_",
+        "acct_",
         "sk-",
         "gsk_",
         "key=",
@@ -82,6 +84,8 @@ mod tests {
             assert!(!clean.contains(secret), "{clean}");
         }
         assert!(clean.starts_with("Permission"), "{clean}");
+        let groq = "Rate limit reached for model `llama` in organization `org_01abc` service tier";
+        assert!(!sanitise(groq).contains("org_01abc"), "{}", sanitise(groq));
     }
 
     #[test]
