@@ -30,6 +30,10 @@ pub struct Price {
     /// Prompt tokens written to the provider's cache (defaults to `input`).
     #[serde(default)]
     pub cache_write: Option<f64>,
+    /// The most tokens the model generates in one answer, when known:
+    /// provider-proxy caps `max_tokens` at it.
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
     /// When the price was read.
     pub as_of: String,
     /// Where the price was read.

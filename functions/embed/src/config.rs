@@ -17,6 +17,11 @@ pub(crate) const ENV_EMBED_TIMEOUT_MS: &str = "EMBED_TIMEOUT_MS";
 pub(crate) const ENV_EMBED_MAX_INPUTS: &str = "EMBED_MAX_INPUTS";
 /// `EMBED_MAX_TOKENS`: the most tokens (after truncation) one request may carry, local backend.
 pub(crate) const ENV_EMBED_MAX_TOKENS: &str = "EMBED_MAX_TOKENS";
+/// `EMBED_MAX_INPUT_BYTES`: the longest text (UTF-8 bytes), checked before tokenising.
+pub(crate) const ENV_EMBED_MAX_INPUT_BYTES: &str = "EMBED_MAX_INPUT_BYTES";
+/// `EMBED_MAX_REQUEST_BYTES`: the most text (UTF-8 bytes) one request may carry, checked before
+/// tokenising.
+pub(crate) const ENV_EMBED_MAX_REQUEST_BYTES: &str = "EMBED_MAX_REQUEST_BYTES";
 /// `EMBED_CONCURRENCY`: forward passes run at once, local backend; more wait their turn.
 pub(crate) const ENV_EMBED_CONCURRENCY: &str = "EMBED_CONCURRENCY";
 
@@ -26,6 +31,11 @@ pub(crate) const DEFAULT_MODEL_DIR: &str = "assets/model";
 pub(crate) const DEFAULT_MAX_INPUTS: usize = 256;
 /// Default `EMBED_MAX_TOKENS`: 32 texts of 256 tokens, about ten seconds of one core.
 pub(crate) const DEFAULT_MAX_TOKENS: usize = 8_192;
+/// Default `EMBED_MAX_INPUT_BYTES`: 16 KiB. The model reads the first 256 tokens (about 1 KiB of
+/// English); tokenising costs memory in proportion to the whole text.
+pub(crate) const DEFAULT_MAX_INPUT_BYTES: usize = 16 * 1024;
+/// Default `EMBED_MAX_REQUEST_BYTES`: 256 KiB.
+pub(crate) const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 /// Which backend computes the vectors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +65,10 @@ pub(crate) struct EmbedConfig {
     pub backend: BackendConfig,
     /// Most texts per request.
     pub max_inputs: usize,
+    /// Longest text, in bytes.
+    pub max_input_bytes: usize,
+    /// Most text per request, in bytes.
+    pub max_request_bytes: usize,
 }
 
 impl EmbedConfig {
@@ -89,6 +103,8 @@ impl EmbedConfig {
         Ok(Self {
             backend,
             max_inputs: positive(ENV_EMBED_MAX_INPUTS, DEFAULT_MAX_INPUTS)?,
+            max_input_bytes: positive(ENV_EMBED_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_BYTES)?,
+            max_request_bytes: positive(ENV_EMBED_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_BYTES)?,
         })
     }
 }
@@ -112,6 +128,8 @@ mod tests {
                     concurrency: 1,
                 },
                 max_inputs: DEFAULT_MAX_INPUTS,
+                max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
+                max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             }
         );
     }
@@ -123,8 +141,14 @@ mod tests {
             ("EMBED_MAX_TOKENS", "100"),
             ("EMBED_CONCURRENCY", "2"),
             ("EMBED_MAX_INPUTS", "8"),
+            ("EMBED_MAX_INPUT_BYTES", "1000"),
+            ("EMBED_MAX_REQUEST_BYTES", "4000"),
         ])
         .unwrap();
+        assert_eq!(
+            (local.max_input_bytes, local.max_request_bytes),
+            (1000, 4000)
+        );
         assert_eq!(
             local.backend,
             BackendConfig::Local {

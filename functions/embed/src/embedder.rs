@@ -25,7 +25,7 @@ enum Backend {
 /// The embed function's state.
 pub(crate) struct Embedder {
     backend: Backend,
-    max_inputs: usize,
+    limits: Limits,
     texts: IntCounterVec,
     tokens: IntCounterVec,
 }
@@ -68,7 +68,11 @@ impl Embedder {
         .map_err(|e| e.to_string())?;
         Ok(Self {
             backend,
-            max_inputs: config.max_inputs,
+            limits: Limits {
+                inputs: config.max_inputs,
+                input_bytes: config.max_input_bytes,
+                request_bytes: config.max_request_bytes,
+            },
             texts,
             tokens,
         })
@@ -115,7 +119,7 @@ impl Embedder {
         call_id: &str,
     ) -> Result<EmbedFunctionResponse, EmbedError> {
         let inputs = inputs.unwrap_or_default();
-        check(&inputs, self.max_inputs)?;
+        check(&inputs, &self.limits)?;
         let count = inputs.len() as u64;
         let backend = self.provider();
         let result = match &self.backend {
@@ -151,8 +155,21 @@ impl Embedder {
     }
 }
 
-/// Refuses no inputs, too many, and empty ones.
-fn check(inputs: &[String], max_inputs: usize) -> Result<(), EmbedError> {
+/// What one request may carry, checked before any text is tokenised, so that
+/// the memory a request takes is bounded by construction.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Texts.
+    inputs: usize,
+    /// Bytes of one text.
+    input_bytes: usize,
+    /// Bytes of all texts.
+    request_bytes: usize,
+}
+
+/// Refuses no inputs, too many, empty ones and too much text.
+fn check(inputs: &[String], limits: &Limits) -> Result<(), EmbedError> {
+    let max_inputs = limits.inputs;
     if inputs.is_empty() {
         return Err(EmbedError::invalid(
             "input",
@@ -174,6 +191,31 @@ fn check(inputs: &[String], max_inputs: usize) -> Result<(), EmbedError> {
             "inputs must not be empty strings",
         ));
     }
+    if let Some((index, text)) = inputs
+        .iter()
+        .enumerate()
+        .find(|(_, text)| text.len() > limits.input_bytes)
+    {
+        return Err(EmbedError::TooLarge {
+            param: "input",
+            message: format!(
+                "input[{index}] is {} bytes; at most {} (EMBED_MAX_INPUT_BYTES; the model reads \
+                 only the first 256 tokens)",
+                text.len(),
+                limits.input_bytes
+            ),
+        });
+    }
+    let total: usize = inputs.iter().map(String::len).sum();
+    if total > limits.request_bytes {
+        return Err(EmbedError::TooLarge {
+            param: "input",
+            message: format!(
+                "the inputs hold {total} bytes; at most {} per request (EMBED_MAX_REQUEST_BYTES)",
+                limits.request_bytes
+            ),
+        });
+    }
     Ok(())
 }
 
@@ -181,20 +223,50 @@ fn check(inputs: &[String], max_inputs: usize) -> Result<(), EmbedError> {
 mod tests {
     use super::*;
 
+    fn limits(inputs: usize) -> Limits {
+        Limits {
+            inputs,
+            input_bytes: 10,
+            request_bytes: 25,
+        }
+    }
+
+    #[test]
+    fn too_much_text_is_a_413_before_any_tokenising() {
+        let long = "x".repeat(11);
+        let err = check(&texts(&["short", &long]), &limits(8)).unwrap_err();
+        assert_eq!(err.status(), 413);
+        let message = err.detail().message;
+        assert!(
+            message.contains("input[1]") && message.contains("EMBED_MAX_INPUT_BYTES"),
+            "{message}"
+        );
+        // Multi-byte text counts in bytes, as memory does.
+        assert!(check(&texts(&["ééééé"]), &limits(8)).is_ok());
+        assert!(check(&texts(&["éééééé"]), &limits(8)).is_err());
+        let err = check(&texts(&["0123456789"; 3]), &limits(8)).unwrap_err();
+        assert_eq!(err.status(), 413);
+        assert!(
+            err.detail().message.contains("EMBED_MAX_REQUEST_BYTES"),
+            "{err}"
+        );
+        assert!(check(&texts(&["0123456789", "0123456789", "01234"]), &limits(8)).is_ok());
+    }
+
     fn texts(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
     }
 
     #[test]
     fn no_input_is_a_400() {
-        let err = check(&[], 4).unwrap_err();
+        let err = check(&[], &limits(4)).unwrap_err();
         assert_eq!(err.status(), 400);
         assert_eq!(err.detail().param.as_deref(), Some("input"));
     }
 
     #[test]
     fn too_many_inputs_is_a_413() {
-        let err = check(&texts(&["a", "b", "c"]), 2).unwrap_err();
+        let err = check(&texts(&["a", "b", "c"]), &limits(2)).unwrap_err();
         assert_eq!(err.status(), 413);
         assert!(err.detail().message.contains("at most 2"), "{err}");
         assert_eq!(err.detail().kind, "invalid_request_error");
@@ -202,13 +274,13 @@ mod tests {
 
     #[test]
     fn an_empty_string_is_a_400_naming_its_index() {
-        let err = check(&texts(&["a", "", "c"]), 8).unwrap_err();
+        let err = check(&texts(&["a", "", "c"]), &limits(8)).unwrap_err();
         assert_eq!(err.status(), 400);
         assert_eq!(err.detail().param.as_deref(), Some("input[1]"));
     }
 
     #[test]
     fn whitespace_is_text() {
-        assert!(check(&texts(&[" ", "\n"]), 8).is_ok());
+        assert!(check(&texts(&[" ", "\n"]), &limits(8)).is_ok());
     }
 }

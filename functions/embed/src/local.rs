@@ -63,9 +63,14 @@ impl LocalBackend {
         })
     }
 
-    /// Embeds non-empty `inputs`; refuses a request over the token limit before it waits for
-    /// its turn.
+    /// Embeds non-empty `inputs` (already checked against the byte limits); refuses a request
+    /// over the token limit. Tokenising and the forward pass both run only with a permit, so at
+    /// most `concurrency` requests hold tokeniser or model memory at once.
     pub(crate) async fn embed(&self, inputs: Vec<String>) -> Result<Computed, EmbedError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| EmbedError::Model(e.to_string()))?;
         let model = Arc::clone(&self.model);
         let (inputs, counts) = blocking(move || {
             let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
@@ -86,10 +91,6 @@ impl LocalBackend {
                 ),
             });
         }
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| EmbedError::Model(e.to_string()))?;
         let model = Arc::clone(&self.model);
         let embedded = blocking(move || {
             let _permit = permit;

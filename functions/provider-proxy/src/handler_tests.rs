@@ -9,6 +9,11 @@ use provider_emulator::{Emulator, EmulatorConfig, ProviderFlavor};
 /// The handler with Ollama at an emulator and no secrets at all (every
 /// hosted provider is registered but not configured).
 async fn handler() -> (crate::handler::ProxyHandler, Emulator) {
+    handler_with(&[]).await
+}
+
+/// As [`handler`], with more environment.
+async fn handler_with(extra: &[(&str, &str)]) -> (crate::handler::ProxyHandler, Emulator) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .unwrap();
@@ -16,10 +21,14 @@ async fn handler() -> (crate::handler::ProxyHandler, Emulator) {
         .await
         .unwrap();
     let ollama = emulator.base_url();
-    let env = routing_core::env::Env::from_pairs([
-        ("OLLAMA_BASE_URL", ollama.as_str()),
-        ("SECRETS_DIR", "/nonexistent/provider-proxy-handler-test"),
-    ]);
+    let env = routing_core::env::Env::from_pairs(
+        [
+            ("OLLAMA_BASE_URL", ollama.as_str()),
+            ("SECRETS_DIR", "/nonexistent/provider-proxy-handler-test"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied()),
+    );
     let proxy = crate::proxy::Proxy::new(&env, &prometheus::Registry::new()).unwrap();
     (crate::handler::ProxyHandler::new(proxy), emulator)
 }
@@ -92,7 +101,9 @@ async fn refusals_and_provider_failures_keep_their_class() {
     let answer = call(&handler, Method::POST, "/", &private).await;
     assert_error(&answer, StatusCode::FORBIDDEN, Some("provider"), "groq");
 
-    let answer = call(&handler, Method::POST, "/", &chat("groq", "hi", "")).await;
+    let groq = r#"{"provider":"groq","model":"llama-3.1-8b-instant","task":"generate",
+        "messages":[{"role":"user","content":"hi"}]}"#;
+    let answer = call(&handler, Method::POST, "/", groq).await;
     assert_error(
         &answer,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -137,4 +148,60 @@ async fn other_paths_and_methods_are_404() {
         assert_error(&answer, StatusCode::NOT_FOUND, None, path);
     }
     emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_model_without_a_price_is_refused_unless_allowed() {
+    let unpriced = r#"{"provider":"groq","model":"invented-model","task":"generate",
+        "messages":[{"role":"user","content":"hi"}]}"#;
+    let (handler, _emulator) = handler().await;
+    let answer = call(&handler, Method::POST, "/", unpriced).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, Some("model"), "no price");
+    assert_eq!(
+        answer.1["error"]["type"], "model_not_allowed",
+        "{}",
+        answer.1
+    );
+    assert_eq!(
+        answer.1["error"]["failure"]["class"], "bad_request",
+        "{}",
+        answer.1
+    );
+
+    // Allowed, the call goes on (and fails here only because groq has no key).
+    let (handler, _emulator) = handler_with(&[("ALLOW_UNPRICED_MODELS", "true")]).await;
+    let (status, body) = call(&handler, Method::POST, "/", unpriced).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["type"], "not_configured", "{body}");
+}
+
+#[tokio::test]
+async fn max_tokens_is_capped_and_always_sent() {
+    let (handler, emulator) = handler_with(&[("MAX_OUTPUT_TOKENS", "64")]).await;
+    for extra in [r#","max_tokens":100000"#, ""] {
+        let (status, body) = call(&handler, Method::POST, "/", &chat("ollama", "hi", extra)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let sent: serde_json::Value = serde_json::from_str(
+            &emulator
+                .stats()
+                .recent
+                .last()
+                .expect("a request reached Ollama")
+                .body,
+        )
+        .unwrap();
+        assert_eq!(sent["options"]["num_predict"], 64, "{extra}: {sent}");
+    }
+    // Under the cap, the caller's limit stands.
+    let (status, body) = call(
+        &handler,
+        Method::POST,
+        "/",
+        &chat("ollama", "hi", r#","max_tokens":10"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sent: serde_json::Value =
+        serde_json::from_str(&emulator.stats().recent.last().unwrap().body).unwrap();
+    assert_eq!(sent["options"]["num_predict"], 10, "{sent}");
 }

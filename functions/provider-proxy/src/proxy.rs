@@ -32,6 +32,14 @@ use tokio::time::Instant;
 
 /// `PROVIDER_TIMEOUT_MS`: the longest any provider call may take.
 pub(crate) const ENV_PROVIDER_TIMEOUT_MS: &str = "PROVIDER_TIMEOUT_MS";
+/// `ALLOW_UNPRICED_MODELS`: `true` serves models the price catalogue lacks
+/// (their calls are counted in `llm_unpriced_calls_total`, billed to nobody).
+pub(crate) const ENV_ALLOW_UNPRICED_MODELS: &str = "ALLOW_UNPRICED_MODELS";
+/// `MAX_OUTPUT_TOKENS`: the cap on `max_tokens` for a model whose catalogue
+/// entry gives no limit of its own (and the value sent when a request has
+/// none), so no call generates without bound.
+pub(crate) const ENV_MAX_OUTPUT_TOKENS: &str = "MAX_OUTPUT_TOKENS";
+const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 32_768;
 const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 55_000;
 
 /// A failed proxy call.
@@ -40,6 +48,17 @@ pub(crate) enum ProxyError {
     /// The request is invalid.
     #[error(transparent)]
     Invalid(#[from] InvalidRequest),
+    /// The model has no price, so its calls could be billed to nobody.
+    #[error(
+        "{provider}/{model} has no price in the catalogue; provider-proxy serves only priced \
+         models (add it to the catalogue, or set ALLOW_UNPRICED_MODELS=true)"
+    )]
+    Unpriced {
+        /// The provider named.
+        provider: String,
+        /// The model named.
+        model: String,
+    },
     /// A private request named a provider outside the cluster.
     #[error("private requests may only reach in-cluster providers; {provider} is external")]
     PrivateToExternal {
@@ -69,7 +88,7 @@ impl ProxyError {
     pub(crate) fn status(&self) -> u16 {
         match self {
             ProxyError::Invalid(_) => 400,
-            ProxyError::PrivateToExternal { .. } => 403,
+            ProxyError::PrivateToExternal { .. } | ProxyError::Unpriced { .. } => 403,
             ProxyError::Provider { error, .. } => error.status(),
             ProxyError::NotFound { .. } => 404,
         }
@@ -107,6 +126,12 @@ impl ProxyError {
                 format!("{provider}: {}", sanitise(&error.to_string())),
                 Some(error.failure()),
             ),
+            ProxyError::Unpriced { .. } => (
+                "model_not_allowed",
+                Some("model".to_owned()),
+                self.to_string(),
+                bad_request,
+            ),
             ProxyError::NotFound { .. } => ("not_found", None, self.to_string(), bad_request),
         };
         ErrorDetail {
@@ -133,6 +158,8 @@ pub(crate) struct Proxy {
     catalogue: Catalogue,
     metrics: LlmMetrics,
     max_timeout: Duration,
+    allow_unpriced: bool,
+    max_output_tokens: u32,
 }
 
 impl Proxy {
@@ -148,12 +175,20 @@ impl Proxy {
             .map_err(|e| e.to_string())?;
         let metrics = LlmMetrics::register(registry, &catalogue, providers.names())
             .map_err(|e| e.to_string())?;
+        let allow_unpriced = env
+            .parse_or(ENV_ALLOW_UNPRICED_MODELS, false)
+            .map_err(|e| e.to_string())?;
+        let max_output_tokens = env
+            .parse_or(ENV_MAX_OUTPUT_TOKENS, DEFAULT_MAX_OUTPUT_TOKENS)
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             providers,
             pools,
             catalogue,
             metrics,
             max_timeout: Duration::from_millis(max_timeout_ms),
+            allow_unpriced,
+            max_output_tokens,
         })
     }
 
@@ -207,6 +242,19 @@ impl Proxy {
                 provider: request.provider,
             });
         }
+        let price = self.catalogue.price(&request.provider, &request.model);
+        if price.is_none() && !self.allow_unpriced {
+            return Err(ProxyError::Unpriced {
+                provider: request.provider,
+                model: request.model,
+            });
+        }
+        // No call generates without bound: the model's own limit, else the
+        // fleet's.
+        let cap = price
+            .and_then(|p| p.max_output_tokens)
+            .unwrap_or(self.max_output_tokens);
+        let max_tokens = Some(request.max_tokens.map_or(cap, |asked| asked.min(cap)));
         let timeout = request
             .timeout_ms
             .map(Duration::from_millis)
@@ -216,7 +264,7 @@ impl Proxy {
             chat: ChatRequest {
                 model: request.model.clone(),
                 messages: request.messages,
-                max_tokens: request.max_tokens,
+                max_tokens,
                 temperature: request.temperature,
                 stop: request.stop,
                 options: request.options,
