@@ -8,6 +8,7 @@ mod handler;
 mod handler_tests;
 mod openai;
 mod router;
+mod state;
 
 use std::process::ExitCode;
 

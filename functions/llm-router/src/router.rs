@@ -17,10 +17,7 @@ use routing_core::api::{
     EmbedFunctionResponse, Escalated, ProxyRequest, ProxyResponse, RouteExplanation, RouteResponse,
     ValidRequest,
 };
-use routing_core::calls::{
-    CallRecord, CallRecords, DEFAULT_CALL_RECORDS_CAPACITY, DEFAULT_CALL_RECORDS_TTL_SECS,
-    ENV_CALL_RECORDS_CAPACITY, ENV_CALL_RECORDS_TTL_SECS, MemoryCallRecords,
-};
+use routing_core::calls::{CallRecord, CallRecords};
 use routing_core::chat::{FinishReason, Usage};
 use routing_core::env::Env;
 use routing_core::policy::{
@@ -61,7 +58,7 @@ pub(crate) struct Router {
     calibration: CalibrationGauges,
     learner: Learner,
     explore_share: Option<f64>,
-    calls: Box<dyn CallRecords>,
+    calls: Arc<dyn CallRecords>,
     feedback: IntCounterVec,
     explorations: IntCounter,
 }
@@ -313,12 +310,7 @@ impl Router {
             ),
         )
         .map_err(|e| e.to_string())?;
-        let capacity = env
-            .parse_or(ENV_CALL_RECORDS_CAPACITY, DEFAULT_CALL_RECORDS_CAPACITY)
-            .map_err(|e| e.to_string())?;
-        let ttl_secs = env
-            .parse_or(ENV_CALL_RECORDS_TTL_SECS, DEFAULT_CALL_RECORDS_TTL_SECS)
-            .map_err(|e| e.to_string())?;
+        let stores = crate::state::open(env, registry)?;
         let seed = env
             .parse_or(ENV_LEARNING_SEED, 0x5eed_u64)
             .map_err(|e| e.to_string())?;
@@ -334,7 +326,7 @@ impl Router {
             },
         };
         let policy = PolicyWatcher::from_env(env).map_err(|e| e.to_string())?;
-        let calibrator = Calibrator::default();
+        let calibrator = Calibrator::new(stores.windows.clone());
         let calibration = CalibrationGauges::register(registry)?;
         let current = policy.current();
         calibration.show(&calibrator.status(
@@ -356,12 +348,9 @@ impl Router {
             escalations,
             calibrator,
             calibration,
-            learner: Learner::in_memory(seed),
+            learner: Learner::new(stores.arms.clone(), seed),
             explore_share,
-            calls: Box::new(MemoryCallRecords::new(
-                capacity,
-                Duration::from_secs(ttl_secs),
-            )),
+            calls: stores.calls,
             feedback,
             explorations,
         })

@@ -1,0 +1,77 @@
+//! Where the router's learned state lives, chosen once from the
+//! environment: call records for feedback, calibration windows and the
+//! bandit's statistics, in this process's memory (`STATE_URL` unset) or in
+//! a Redis server every replica shares (see the `state` crate).
+
+use std::time::Duration;
+
+use faas_runtime::register_metric;
+use prometheus::{IntCounterVec, Opts, Registry};
+use routing_core::calls::{
+    DEFAULT_CALL_RECORDS_CAPACITY, DEFAULT_CALL_RECORDS_TTL_SECS, ENV_CALL_RECORDS_CAPACITY,
+    ENV_CALL_RECORDS_TTL_SECS,
+};
+use routing_core::env::Env;
+use state::{Backend, CallRecordLimits, Stores};
+
+/// Every operation a shared store counts failures of.
+const OPS: [&str; 8] = [
+    "calls_put",
+    "calls_claim",
+    "windows_merge",
+    "windows_get",
+    "windows_evict",
+    "arms_get",
+    "arms_add",
+    "ping",
+];
+
+/// The stores the environment asks for, with their failures counted in
+/// `llm_router_state_errors_total{op}`.
+pub(crate) fn open(env: &Env, registry: &Registry) -> Result<Stores, String> {
+    let capacity = env
+        .parse_or(ENV_CALL_RECORDS_CAPACITY, DEFAULT_CALL_RECORDS_CAPACITY)
+        .map_err(|e| e.to_string())?;
+    let ttl_secs = env
+        .parse_or(ENV_CALL_RECORDS_TTL_SECS, DEFAULT_CALL_RECORDS_TTL_SECS)
+        .map_err(|e| e.to_string())?;
+    let errors = register_metric(
+        registry,
+        IntCounterVec::new(
+            Opts::new(
+                "llm_router_state_errors_total",
+                "Shared state store calls that failed (the request routed on without them), \
+                 by operation.",
+            ),
+            &["op"],
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let backend = Backend::from_env(env).map_err(|e| e.to_string())?;
+    if matches!(backend, Backend::Redis(_)) {
+        for op in OPS {
+            errors.with_label_values(&[op]);
+        }
+    }
+    let stores = Stores::open(
+        &backend,
+        CallRecordLimits {
+            capacity,
+            ttl: Duration::from_secs(ttl_secs),
+        },
+        errors,
+    )
+    .map_err(|e| e.to_string())?;
+    match &stores.redis {
+        Some(redis) => tracing::info!(
+            backend = "redis",
+            store = redis.target(),
+            "learned state, call records and calibration windows are shared"
+        ),
+        None => tracing::info!(
+            backend = "memory",
+            "learned state, call records and calibration windows are kept in this replica"
+        ),
+    }
+    Ok(stores)
+}
