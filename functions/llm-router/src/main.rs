@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
     let metrics = registry.clone();
     faas_runtime::run("llm-router", registry, |_config| async move {
         let router = router::Router::new(&Env::from_process(), &metrics)?;
+        router.load_shared_state().await;
         Ok::<_, String>(handler::RouterHandler::new(router))
     })
     .await

@@ -508,6 +508,25 @@ impl Router {
         })
     }
 
+    /// Takes up the global calibration window from the store, so that a
+    /// replica sharing it (`STATE_URL`) starts at the shared operating
+    /// point instead of a cold start.
+    pub(crate) async fn load_shared_state(&self) {
+        if let Err(e) = self.calibrator.load(&ScopeKey::Global).await {
+            tracing::warn!(error = %e, "calibration window not loaded; it fills as requests come");
+            return;
+        }
+        let policy = self.policy.current();
+        let config = policy.calibration();
+        self.calibration.show(&self.calibrator.status(
+            config,
+            &CalibrationScope {
+                key: ScopeKey::Global,
+                target: config.target_share,
+            },
+        ));
+    }
+
     /// The policy in force.
     pub(crate) fn policy(&self) -> Policy {
         self.policy.current()
