@@ -1,8 +1,10 @@
 //! The fleet's state that outlives one request: call records for feedback,
-//! calibration score windows and the bandit's learned statistics.
+//! calibration score windows, the bandit's learned statistics and tenant
+//! spend for budgets.
 //!
 //! One interface, two backends. The interfaces are routing-core's
-//! ([`CallRecords`], [`ScoreWindows`], [`ArmStore`]); this crate picks their
+//! ([`CallRecords`], [`ScoreWindows`], [`ArmStore`], [`BudgetStore`]); this
+//! crate picks their
 //! backend from the environment:
 //!
 //! - **in memory** (`STATE_URL` unset, the default): each replica keeps its
@@ -16,6 +18,7 @@
 //! on static priors, skips learning) instead of failing the request.
 #![forbid(unsafe_code)]
 
+mod budgets;
 mod redis_store;
 
 use std::sync::Arc;
@@ -23,8 +26,11 @@ use std::time::Duration;
 
 use routing_core::calls::{CallRecords, MemoryCallRecords};
 use routing_core::env::{DEFAULT_SECRETS_DIR, ENV_SECRETS_DIR, Env};
-use routing_core::policy::{ArmStore, MemoryArms, MemoryWindows, ScoreWindows};
+use routing_core::policy::{
+    ArmStore, BudgetStore, BudgetTracker, MemoryArms, MemoryWindows, ScoreWindows,
+};
 
+pub use budgets::RedisBudgets;
 pub use redis_store::RedisState;
 
 /// `STATE_URL`: where shared state lives (`redis://host:port/db`,
@@ -175,6 +181,8 @@ pub struct Stores {
     pub windows: Arc<dyn ScoreWindows>,
     /// The bandit's learned statistics.
     pub arms: Arc<dyn ArmStore>,
+    /// Tenant spend, for budgets.
+    pub budgets: Arc<dyn BudgetStore>,
     /// The Redis store behind them, if that is the backend.
     pub redis: Option<Arc<RedisState>>,
 }
@@ -201,6 +209,7 @@ impl Stores {
                 calls: Arc::new(MemoryCallRecords::new(calls.capacity, calls.ttl)),
                 windows: Arc::new(MemoryWindows::new()),
                 arms: Arc::new(MemoryArms::default()),
+                budgets: Arc::new(BudgetTracker::new()),
                 redis: None,
             }),
             Backend::Redis(config) => {
@@ -209,6 +218,7 @@ impl Stores {
                     calls: redis.clone(),
                     windows: redis.clone(),
                     arms: redis.clone(),
+                    budgets: Arc::new(RedisBudgets::new(redis.clone())),
                     redis: Some(redis),
                 })
             }

@@ -9,6 +9,7 @@
 //! | `window:{scope}` | list of scores, oldest first | a calibration window, trimmed to its capacity at each merge |
 //! | `windows:tenants` | sorted set, scope by last use (ms) | tenant windows, least recently used evicted past the cap |
 //! | `arm:{model}\|{task}\|{tier}\|L{bucket}` | hash `n`, `sum` | one arm's observations in one context, added to atomically |
+//! | `spend:{tenant}:{yyyy-mm-dd}`, `spend:{tenant}:{yyyy-mm}` | float (USD) | a tenant's spend in a UTC day and month (see `budgets`) |
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -143,13 +144,18 @@ impl RedisState {
         .map(drop)
     }
 
-    fn key(&self, kind: &str, name: &str) -> String {
+    /// A handle on the shared connection.
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub(crate) fn key(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.prefix)
     }
 
     /// Runs one store call under the timeout, counting and pausing on
     /// failure.
-    async fn run<T>(
+    pub(crate) async fn run<T>(
         &self,
         op: &'static str,
         call: impl Future<Output = Result<T, RedisError>>,
