@@ -6,16 +6,17 @@
 )]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use fleet_tests::redis::RedisServer;
 use prometheus::{IntCounterVec, Opts};
 use routing_core::calls::{CallRecord, CallRecords, ClaimError};
 use routing_core::policy::{
-    ArmKey, ArmStats, ArmStore, LearningContext, ScopeKey, ScoreWindows, WindowLimits,
+    ArmKey, ArmStats, ArmStore, BudgetStore, LearningContext, ScopeKey, ScoreWindows, Spend,
+    WindowLimits,
 };
 use routing_core::{Difficulty, Task};
-use state::{RedisConfig, RedisState};
+use state::{RedisBudgets, RedisConfig, RedisState};
 
 const TTL: Duration = Duration::from_secs(600);
 
@@ -270,4 +271,63 @@ async fn a_dead_server_fails_calls_counted_then_reconnects() {
     }
     a.put(record("after", Some("acme"), "m")).await.unwrap();
     assert_eq!(a.claim("after", Some("acme")).await.unwrap().model, "m");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_is_shared_by_utc_day_and_month() {
+    let server = RedisServer::start().await;
+    let a = RedisBudgets::new(Arc::new(store(&server.url(), errors())));
+    let b = RedisBudgets::new(Arc::new(store(&server.url(), errors())));
+    // 2026-11-30T12:00:00Z, the next day (another month) and 2026-11-29.
+    let nov_30 = UNIX_EPOCH + Duration::from_secs(1_796_040_000);
+    let dec_1 = nov_30 + Duration::from_secs(86_400);
+    let nov_29 = nov_30 - Duration::from_secs(86_400);
+
+    // Recorded on A: A sees it at once, B once it refreshes.
+    a.record("acme", 0.25, nov_30);
+    assert_eq!(
+        a.spent("acme", nov_30),
+        Spend {
+            day_usd: 0.25,
+            month_usd: 0.25
+        }
+    );
+    a.flushed().await;
+    assert_eq!(b.spent("acme", nov_30), Spend::default());
+    b.refresh("acme", nov_30).await.unwrap();
+    assert_eq!(a.spent("acme", nov_30), b.spent("acme", nov_30));
+
+    // B's spend adds to A's: the same month, another day.
+    let after = b.add("acme", 0.5, nov_29).await.unwrap();
+    assert_eq!(
+        after,
+        Spend {
+            day_usd: 0.5,
+            month_usd: 0.75
+        }
+    );
+    a.refresh("acme", nov_30).await.unwrap();
+    assert_eq!(
+        a.spent("acme", nov_30),
+        Spend {
+            day_usd: 0.25,
+            month_usd: 0.75
+        }
+    );
+    // A new month starts from nothing; other tenants are apart.
+    a.refresh("acme", dec_1).await.unwrap();
+    assert_eq!(a.spent("acme", dec_1), Spend::default());
+    b.refresh("globex", nov_30).await.unwrap();
+    assert_eq!(b.spent("globex", nov_30), Spend::default());
+
+    // The keys expire once their period is well past.
+    let mut conn = raw(&server).await;
+    for key in ["test:spend:acme:2026-11-30", "test:spend:acme:2026-11"] {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 86_400, "{key}: {ttl}");
+    }
 }

@@ -21,9 +21,9 @@ use routing_core::calls::{CallRecord, CallRecords};
 use routing_core::chat::{FinishReason, Usage};
 use routing_core::env::Env;
 use routing_core::policy::{
-    ArmKey, BudgetStore, BudgetTracker, BudgetView, CalibrationScope, Calibrator, Decision,
-    Learned, Learner, LearningConfig, LearningContext, LiveStats, ModelEntry, Policy,
-    PolicyWatcher, ScopeKey, SelectionInput, ServingFunction, needs_escalation,
+    ArmKey, BudgetStore, BudgetView, CalibrationScope, Calibrator, Decision, Learned, Learner,
+    LearningConfig, LearningContext, LiveStats, ModelEntry, Policy, PolicyWatcher, ScopeKey,
+    SelectionInput, ServingFunction, needs_escalation,
 };
 use routing_core::{Difficulty, Task, classifier};
 use tokio::time::Instant;
@@ -47,7 +47,7 @@ const PROXY_MARGIN: Duration = Duration::from_millis(10);
 pub(crate) struct Router {
     policy: PolicyWatcher,
     live: LiveStats,
-    budgets: BudgetTracker,
+    budgets: Arc<dyn BudgetStore>,
     functions: FunctionClient,
     classify_timeout: Duration,
     requests: IntCounterVec,
@@ -339,7 +339,7 @@ impl Router {
         Ok(Self {
             live: policy.live_stats(),
             policy,
-            budgets: BudgetTracker::new(),
+            budgets: stores.budgets.clone(),
             functions: FunctionClient::from_env(env, http),
             classify_timeout: Duration::from_millis(classify_timeout_ms),
             requests,
@@ -589,11 +589,17 @@ impl Router {
                 Learned::new(policy.learning())
             }
         };
+        let now = SystemTime::now();
+        if let Some(tenant) = input.tenant.as_deref()
+            && let Err(e) = self.budgets.refresh(tenant, now).await
+        {
+            tracing::warn!(call_id = call.id, error = %e, "shared spend unavailable; this replica's");
+        }
         let decision = policy
             .select_learned(
                 &input,
                 &self.live,
-                &BudgetView::new(&self.budgets, SystemTime::now()),
+                &BudgetView::new(&*self.budgets, now),
                 &learned,
             )
             .map_err(RouterError::from)?;

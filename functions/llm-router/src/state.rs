@@ -1,6 +1,6 @@
 //! Where the router's learned state lives, chosen once from the
-//! environment: call records for feedback, calibration windows and the
-//! bandit's statistics, in this process's memory (`STATE_URL` unset) or in
+//! environment: call records for feedback, calibration windows, the
+//! bandit's statistics and tenant spend, in this process's memory (`STATE_URL` unset) or in
 //! a Redis server every replica shares (see the `state` crate).
 
 use std::time::Duration;
@@ -15,7 +15,7 @@ use routing_core::env::Env;
 use state::{Backend, CallRecordLimits, Stores};
 
 /// Every operation a shared store counts failures of.
-const OPS: [&str; 8] = [
+const OPS: [&str; 10] = [
     "calls_put",
     "calls_claim",
     "windows_merge",
@@ -23,6 +23,8 @@ const OPS: [&str; 8] = [
     "windows_evict",
     "arms_get",
     "arms_add",
+    "budgets_record",
+    "budgets_refresh",
     "ping",
 ];
 
