@@ -210,7 +210,7 @@ async fn requests_are_served_when_redis_dies() {
     assert_eq!(body["error"]["param"], "call_id", "{body}");
 
     let metrics = metrics(&fleet).await;
-    for op in ["arms_get", "calls_put", "calls_claim"] {
+    for op in ["arms_get", "calls_put", "calls_claim", "budgets_refresh"] {
         let failed = sample(
             &metrics,
             &format!(r#"llm_router_state_errors_total{{op="{op}"}}"#),

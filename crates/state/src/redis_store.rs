@@ -168,7 +168,7 @@ impl RedisState {
         if paused {
             self.errors.with_label_values(&[op]).inc();
             return Err(StateError::Unavailable(format!(
-                "{} failed recently; retrying shortly",
+                "{op} skipped: {} failed recently; retrying shortly",
                 self.target
             )));
         }
