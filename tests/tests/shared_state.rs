@@ -177,6 +177,7 @@ async fn requests_are_served_when_redis_dies() {
     let answer = fleet.route(request()).await;
     assert_eq!(answer.status, 200, "{}", answer.json);
     let before = answer.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(sample(&metrics(&fleet).await, "llm_router_state_up"), 1.0);
 
     redis.kill().await;
     for _ in 0..3 {
@@ -217,5 +218,6 @@ async fn requests_are_served_when_redis_dies() {
         );
         assert!(failed >= 1.0, "{op}: {failed}");
     }
+    assert_eq!(sample(&metrics, "llm_router_state_up"), 0.0);
     fleet.stop().await;
 }

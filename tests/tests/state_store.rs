@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use fleet_tests::redis::RedisServer;
-use prometheus::{IntCounterVec, Opts};
+use prometheus::{IntCounterVec, IntGauge, Opts};
 use routing_core::calls::{CallRecord, CallRecords, ClaimError};
 use routing_core::policy::{
     ArmKey, ArmStats, ArmStore, BudgetStore, LearningContext, ScopeKey, ScoreWindows, Spend,
     WindowLimits,
 };
 use routing_core::{Difficulty, Task};
-use state::{RedisBudgets, RedisConfig, RedisState};
+use state::{RedisBudgets, RedisConfig, RedisState, StateMetrics};
 
 const TTL: Duration = Duration::from_secs(600);
 
@@ -31,6 +31,14 @@ fn errors() -> IntCounterVec {
 /// A store as a replica opens it. Timeouts are generous (a loaded CI
 /// machine must not fail them); nothing here asserts on time.
 fn store(url: &str, errors: IntCounterVec) -> RedisState {
+    store_up(
+        url,
+        errors,
+        IntGauge::new("state_up", "store reachable").unwrap(),
+    )
+}
+
+fn store_up(url: &str, errors: IntCounterVec, up: IntGauge) -> RedisState {
     RedisState::open(
         &RedisConfig {
             url: url.to_owned(),
@@ -41,7 +49,7 @@ fn store(url: &str, errors: IntCounterVec) -> RedisState {
             fail_fast: Duration::ZERO,
         },
         TTL,
-        errors,
+        StateMetrics { errors, up },
     )
     .unwrap()
 }
@@ -246,8 +254,11 @@ async fn a_dead_server_fails_calls_counted_then_reconnects() {
     let mut server = RedisServer::start().await;
     let port = server.port();
     let errors = errors();
-    let a = store(&server.url(), errors.clone());
+    let up = IntGauge::new("state_up", "store reachable").unwrap();
+    let a = store_up(&server.url(), errors.clone(), up.clone());
+    assert_eq!(up.get(), 0, "unknown until a first call");
     a.ping().await.unwrap();
+    assert_eq!(up.get(), 1);
     a.put(record("kept", None, "m")).await.unwrap();
 
     server.kill().await;
@@ -260,6 +271,7 @@ async fn a_dead_server_fails_calls_counted_then_reconnects() {
     assert_eq!(errors.with_label_values(&["calls_put"]).get(), 1);
     assert_eq!(errors.with_label_values(&["calls_claim"]).get(), 1);
     assert_eq!(errors.with_label_values(&["windows_get"]).get(), 1);
+    assert_eq!(up.get(), 0);
 
     // A new server on the same address: the store reconnects by itself
     // (the first calls may still see the broken connection).
@@ -269,6 +281,7 @@ async fn a_dead_server_fails_calls_counted_then_reconnects() {
         attempts += 1;
         assert!(attempts < 20, "the store did not reconnect");
     }
+    assert_eq!(up.get(), 1);
     a.put(record("after", Some("acme"), "m")).await.unwrap();
     assert_eq!(a.claim("after", Some("acme")).await.unwrap().model, "m");
 }

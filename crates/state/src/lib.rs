@@ -172,6 +172,16 @@ pub struct CallRecordLimits {
     pub ttl: Duration,
 }
 
+/// What a shared store reports about itself.
+#[derive(Debug, Clone)]
+pub struct StateMetrics {
+    /// Failed store calls, by operation (label `op`).
+    pub errors: prometheus::IntCounterVec,
+    /// 1 while the last call reached the store, 0 after a connection
+    /// failure (0 until a first call).
+    pub up: prometheus::IntGauge,
+}
+
 /// The stores a router runs on, all from one backend.
 #[derive(Clone)]
 pub struct Stores {
@@ -197,12 +207,11 @@ impl std::fmt::Debug for Stores {
 
 impl Stores {
     /// Stores on `backend`. A Redis backend connects lazily: this does not
-    /// wait for (or need) the server. `errors` counts failed store calls by
-    /// operation (label `op`).
+    /// wait for (or need) the server, and reports in `metrics`.
     pub fn open(
         backend: &Backend,
         calls: CallRecordLimits,
-        errors: prometheus::IntCounterVec,
+        metrics: StateMetrics,
     ) -> Result<Self, StateError> {
         match backend {
             Backend::Memory => Ok(Self {
@@ -213,7 +222,7 @@ impl Stores {
                 redis: None,
             }),
             Backend::Redis(config) => {
-                let redis = Arc::new(RedisState::open(config, calls.ttl, errors)?);
+                let redis = Arc::new(RedisState::open(config, calls.ttl, metrics)?);
                 Ok(Self {
                     calls: redis.clone(),
                     windows: redis.clone(),

@@ -17,7 +17,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::IntCounterVec;
+use prometheus::{IntCounterVec, IntGauge};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, RedisError, Script};
 use routing_core::calls::{CallRecord, CallRecords, ClaimError};
@@ -26,7 +26,7 @@ use routing_core::policy::{
 };
 use tokio::time::Instant;
 
-use crate::{RedisConfig, StateError};
+use crate::{RedisConfig, StateError, StateMetrics};
 
 /// Writes a call record unless one is live under the same id.
 /// KEYS[1] the record; ARGV[1] its JSON, ARGV[2] the tenant tag, ARGV[3]
@@ -58,6 +58,7 @@ pub struct RedisState {
     fail_fast: Duration,
     call_ttl: Duration,
     errors: IntCounterVec,
+    up: IntGauge,
     failing_until: Mutex<Option<Instant>>,
     reachable: AtomicBool,
     put_call: Script,
@@ -85,12 +86,13 @@ fn describe(addr: &redis::ConnectionAddr) -> String {
 
 impl RedisState {
     /// A store on the server `config` names; call records live for
-    /// `call_ttl`. Connects lazily (must be called within a Tokio runtime):
-    /// a server that is down is an error of each call, not of this one.
+    /// `call_ttl`, its calls counted in `metrics`. Connects lazily (must be
+    /// called within a Tokio runtime): a server that is down is an error of
+    /// each call, not of this one.
     pub fn open(
         config: &RedisConfig,
         call_ttl: Duration,
-        errors: IntCounterVec,
+        metrics: StateMetrics,
     ) -> Result<Self, StateError> {
         let mut info = config
             .url
@@ -121,7 +123,8 @@ impl RedisState {
             timeout: config.timeout + config.connect_timeout,
             fail_fast: config.fail_fast,
             call_ttl,
-            errors,
+            errors: metrics.errors,
+            up: metrics.up,
             failing_until: Mutex::new(None),
             reachable: AtomicBool::new(true),
             put_call: Script::new(PUT_CALL),
@@ -174,6 +177,7 @@ impl RedisState {
         }
         let (error, connection) = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => {
+                self.up.set(1);
                 if !self.reachable.swap(true, Ordering::Relaxed) {
                     tracing::info!(store = %self.target, "state store reachable again");
                 }
@@ -193,6 +197,7 @@ impl RedisState {
         };
         self.errors.with_label_values(&[op]).inc();
         if connection {
+            self.up.set(0);
             *self
                 .failing_until
                 .lock()

@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use faas_runtime::register_metric;
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use routing_core::calls::{
     DEFAULT_CALL_RECORDS_CAPACITY, DEFAULT_CALL_RECORDS_TTL_SECS, ENV_CALL_RECORDS_CAPACITY,
     ENV_CALL_RECORDS_TTL_SECS,
 };
 use routing_core::env::Env;
-use state::{Backend, CallRecordLimits, Stores};
+use state::{Backend, CallRecordLimits, StateMetrics, Stores};
 
 /// Every operation a shared store counts failures of.
 const OPS: [&str; 10] = [
@@ -50,10 +50,18 @@ pub(crate) fn open(env: &Env, registry: &Registry) -> Result<Stores, String> {
     )
     .map_err(|e| e.to_string())?;
     let backend = Backend::from_env(env).map_err(|e| e.to_string())?;
+    let up = IntGauge::new(
+        "llm_router_state_up",
+        "1 while the shared state store answers, 0 after a connection failure.",
+    )
+    .map_err(|e| e.to_string())?;
     if matches!(backend, Backend::Redis(_)) {
         for op in OPS {
             errors.with_label_values(&[op]);
         }
+        registry
+            .register(Box::new(up.clone()))
+            .map_err(|e| e.to_string())?;
     }
     let stores = Stores::open(
         &backend,
@@ -61,7 +69,7 @@ pub(crate) fn open(env: &Env, registry: &Registry) -> Result<Stores, String> {
             capacity,
             ttl: Duration::from_secs(ttl_secs),
         },
-        errors,
+        StateMetrics { errors, up },
     )
     .map_err(|e| e.to_string())?;
     match &stores.redis {
