@@ -85,3 +85,32 @@ pub(crate) fn open(env: &Env, registry: &Registry) -> Result<Stores, String> {
     }
     Ok(stores)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_the_default_and_a_bad_url_is_refused_by_name() {
+        let registry = Registry::new();
+        let stores = open(&Env::from_pairs([("STATE_URL", "")]), &registry).unwrap_or_else(|e| {
+            panic!("memory stores: {e}");
+        });
+        assert_eq!(stores.backend(), "memory");
+        // No shared store: neither its errors nor its reachability show.
+        assert!(
+            !registry
+                .gather()
+                .iter()
+                .any(|f| f.name().starts_with("llm_router_state"))
+        );
+
+        let Err(message) = open(
+            &Env::from_pairs([("STATE_URL", "rediss://cache:6380/0")]),
+            &Registry::new(),
+        ) else {
+            panic!("TLS is refused");
+        };
+        assert!(message.contains("STATE_URL"), "{message}");
+    }
+}
