@@ -1,7 +1,8 @@
 //! Two llm-router replicas sharing one Redis (`STATE_URL`): feedback on a
 //! call one served is taken by the other, what it learned shows in the
-//! other's decisions, survives a restart, and a Redis that dies costs
-//! requests nothing but the learning.
+//! other's decisions, survives a restart, a tenant's budget spent through
+//! one closes on the other, and a Redis that dies costs requests nothing
+//! but the learning.
 #![expect(
     clippy::unwrap_used,
     reason = "test code fails loudly at the first surprise"
@@ -20,6 +21,26 @@ const MIN_OBSERVATIONS: u64 = 10;
 async fn fleet_on(redis: &RedisServer) -> Fleet {
     Fleet::start(FleetOptions {
         env: BTreeMap::from([("STATE_URL".to_owned(), redis.url())]),
+        ..FleetOptions::default()
+    })
+    .await
+}
+
+/// A fleet on `redis` whose policy gives tenant acme a daily budget of
+/// `limit` USD.
+async fn fleet_with_budget(redis: &RedisServer, policy_dir: &std::path::Path, limit: f64) -> Fleet {
+    let policy = routing_core::policy::DEFAULT_POLICY.replace(
+        "# [[budgets.limit]]\n# tenant = \"*\"\n# daily_usd = 20.0\n# monthly_usd = 400.0",
+        &format!("[[budgets.limit]]\ntenant = \"acme\"\ndaily_usd = {limit}"),
+    );
+    assert!(policy.contains("tenant = \"acme\""), "the policy changed");
+    let path = policy_dir.join("policy.toml");
+    std::fs::write(&path, policy).unwrap();
+    Fleet::start(FleetOptions {
+        env: BTreeMap::from([
+            ("STATE_URL".to_owned(), redis.url()),
+            ("POLICY_PATH".to_owned(), path.display().to_string()),
+        ]),
         ..FleetOptions::default()
     })
     .await
@@ -220,4 +241,34 @@ async fn requests_are_served_when_redis_dies() {
     }
     assert_eq!(sample(&metrics, "llm_router_state_up"), 0.0);
     fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_spent_through_one_replica_closes_on_the_other() {
+    const LIMIT: f64 = 0.00003;
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = fleet_with_budget(&redis, dir.path(), LIMIT).await;
+    let b = fleet_with_budget(&redis, dir.path(), LIMIT).await;
+    let pinned = |tenant: &str| json!({"task":"generate","prompt":"hi","tenant":tenant,"model":"groq/llama-3.1-8b-instant"});
+    // B has served acme nothing; A spends acme's budget until it refuses.
+    let mut refused = None;
+    for _ in 0..40 {
+        let answer = a.route(pinned("acme")).await;
+        if answer.status != 200 {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("A's budget gate closes");
+    assert_eq!(refused.status, 402, "{}", refused.json);
+    // A read acme's spend from Redis right before refusing, so B reads at
+    // least as much: it refuses too.
+    let answer = b.route(pinned("acme")).await;
+    assert_eq!(answer.status, 402, "B gates on A's spend: {}", answer.json);
+    assert_eq!(answer.json["error"]["type"], "budget_exceeded");
+    let other = b.route(pinned("globex")).await;
+    assert_eq!(other.status, 200, "{}", other.json);
+    a.stop().await;
+    b.stop().await;
 }
