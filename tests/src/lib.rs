@@ -13,6 +13,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod redis;
+
 use dev_gateway::{DevGateway, FunctionSpec, RunningGateway, SpecOptions, Stack};
 use provider_emulator::{Credentials, Emulator, EmulatorConfig, ProviderFlavor};
 use serde_json::Value;

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::{Clock, LearningContext, StoreFuture, SystemClock};
 use crate::task::Difficulty;
@@ -24,7 +24,7 @@ pub const DEFAULT_CALL_RECORDS_CAPACITY: usize = 20_000;
 pub const DEFAULT_CALL_RECORDS_TTL_SECS: u64 = 86_400;
 
 /// What feedback on one routed call needs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
     /// The call id.
     pub call_id: String,

@@ -12,6 +12,7 @@ mod openai_error;
 mod openai_request;
 mod resilience;
 mod router;
+mod state;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,7 @@ async fn main() -> ExitCode {
     let metrics = registry.clone();
     faas_runtime::run("llm-router", registry, |_config| async move {
         let router = router::Router::new(&Env::from_process(), &metrics)?;
+        router.load_shared_state().await;
         Ok::<_, String>(handler::RouterHandler::new(router))
     })
     .await

@@ -17,16 +17,13 @@ use routing_core::api::{
     EmbedFunctionResponse, Escalated, ProxyRequest, ProxyResponse, RouteExplanation, RouteResponse,
     ValidRequest,
 };
-use routing_core::calls::{
-    CallRecord, CallRecords, DEFAULT_CALL_RECORDS_CAPACITY, DEFAULT_CALL_RECORDS_TTL_SECS,
-    ENV_CALL_RECORDS_CAPACITY, ENV_CALL_RECORDS_TTL_SECS, MemoryCallRecords,
-};
+use routing_core::calls::{CallRecord, CallRecords};
 use routing_core::chat::{FinishReason, Usage};
 use routing_core::env::Env;
 use routing_core::policy::{
-    ArmKey, BudgetStore, BudgetTracker, BudgetView, CalibrationScope, Calibrator, Decision,
-    Learned, Learner, LearningConfig, LearningContext, LiveStats, ModelEntry, Policy,
-    PolicyWatcher, ScopeKey, SelectionInput, ServingFunction, needs_escalation,
+    ArmKey, BudgetStore, BudgetView, CalibrationScope, Calibrator, Decision, Learned, Learner,
+    LearningConfig, LearningContext, LiveStats, ModelEntry, Policy, PolicyWatcher, ScopeKey,
+    SelectionInput, ServingFunction, needs_escalation,
 };
 use routing_core::{Difficulty, Task, classifier};
 use tokio::time::Instant;
@@ -77,7 +74,7 @@ pub(crate) struct Router {
     policy: PolicyWatcher,
     budget_cap: crate::exec_budget::BudgetCap,
     live: LiveStats,
-    budgets: BudgetTracker,
+    budgets: Arc<dyn BudgetStore>,
     functions: FunctionClient,
     classify_timeout: Duration,
     requests: IntCounterVec,
@@ -88,7 +85,7 @@ pub(crate) struct Router {
     calibration: CalibrationGauges,
     learner: Learner,
     explore_share: Option<f64>,
-    calls: Box<dyn CallRecords>,
+    calls: Arc<dyn CallRecords>,
     feedback: IntCounterVec,
     explorations: IntCounter,
     attempts: AttemptPolicy,
@@ -352,12 +349,7 @@ impl Router {
             ),
         )
         .map_err(|e| e.to_string())?;
-        let capacity = env
-            .parse_or(ENV_CALL_RECORDS_CAPACITY, DEFAULT_CALL_RECORDS_CAPACITY)
-            .map_err(|e| e.to_string())?;
-        let ttl_secs = env
-            .parse_or(ENV_CALL_RECORDS_TTL_SECS, DEFAULT_CALL_RECORDS_TTL_SECS)
-            .map_err(|e| e.to_string())?;
+        let stores = crate::state::open(env, registry)?;
         let seed = env
             .parse_or(ENV_LEARNING_SEED, 0x5eed_u64)
             .map_err(|e| e.to_string())?;
@@ -373,7 +365,7 @@ impl Router {
             },
         };
         let policy = PolicyWatcher::from_env(env).map_err(|e| e.to_string())?;
-        let calibrator = Calibrator::default();
+        let calibrator = Calibrator::new(stores.windows.clone());
         let calibration = CalibrationGauges::register(registry)?;
         let current = policy.current();
         // Every series exists from start-up, so rates and alerts see the
@@ -395,7 +387,7 @@ impl Router {
             budget_cap: crate::exec_budget::BudgetCap::from_env(env)?,
             live: policy.live_stats(),
             policy,
-            budgets: BudgetTracker::new(),
+            budgets: stores.budgets.clone(),
             functions: FunctionClient::from_env(env, http).map_err(|e| e.to_string())?,
             classify_timeout: Duration::from_millis(classify_timeout_ms),
             requests,
@@ -404,12 +396,9 @@ impl Router {
             escalations,
             calibrator,
             calibration,
-            learner: Learner::in_memory(seed),
+            learner: Learner::new(stores.arms.clone(), seed),
             explore_share,
-            calls: Box::new(MemoryCallRecords::new(
-                capacity,
-                Duration::from_secs(ttl_secs),
-            )),
+            calls: stores.calls,
             feedback,
             explorations,
             attempts,
@@ -589,6 +578,25 @@ impl Router {
         })
     }
 
+    /// Takes up the global calibration window from the store, so that a
+    /// replica sharing it (`STATE_URL`) starts at the shared operating
+    /// point instead of a cold start.
+    pub(crate) async fn load_shared_state(&self) {
+        if let Err(e) = self.calibrator.load(&ScopeKey::Global).await {
+            tracing::warn!(error = %e, "calibration window not loaded; it fills as requests come");
+            return;
+        }
+        let policy = self.policy.current();
+        let config = policy.calibration();
+        self.calibration.show(&self.calibrator.status(
+            config,
+            &CalibrationScope {
+                key: ScopeKey::Global,
+                target: config.target_share,
+            },
+        ));
+    }
+
     /// The policy in force.
     pub(crate) fn policy(&self) -> Policy {
         self.policy.current()
@@ -652,11 +660,17 @@ impl Router {
                 Learned::new(policy.learning())
             }
         };
+        let now = SystemTime::now();
+        if let Some(tenant) = input.tenant.as_deref()
+            && let Err(e) = self.budgets.refresh(tenant, now).await
+        {
+            tracing::warn!(call_id = call.id, error = %e, "shared spend unavailable; this replica's");
+        }
         let decision = policy
             .select_learned(
                 &input,
                 &self.live,
-                &BudgetView::new(&self.budgets, SystemTime::now()),
+                &BudgetView::new(&*self.budgets, now),
                 &learned,
             )
             .map_err(RouterError::from)?;

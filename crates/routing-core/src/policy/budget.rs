@@ -9,6 +9,8 @@ use civil_date::{civil_from_days, day_number};
 
 use serde::{Deserialize, Serialize};
 
+use super::calibration::StoreFuture;
+
 /// USD spent by one tenant in the current UTC day and month.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Spend {
@@ -22,14 +24,22 @@ pub struct Spend {
 ///
 /// [`BudgetTracker`] keeps it in memory (one router replica). A shared store
 /// (e.g. Redis with `INCRBYFLOAT` on `spend:{tenant}:{yyyy-mm-dd}` and
-/// `spend:{tenant}:{yyyy-mm}` keys) implements the same two calls; when its
-/// reads are asynchronous the caller fetches the tenant's [`Spend`] first and
-/// hands it to [`BudgetView::snapshot`].
+/// `spend:{tenant}:{yyyy-mm}` keys) keeps a local copy that the two
+/// synchronous calls use: `record` adds to it and writes through in the
+/// background, and the caller awaits [`BudgetStore::refresh`] for a
+/// tenant before reading its spend, which takes up what every replica
+/// spent.
 pub trait BudgetStore: Send + Sync {
     /// Adds `usd` spent by `tenant` at `at`.
     fn record(&self, tenant: &str, usd: f64, at: SystemTime);
     /// What `tenant` has spent in the UTC day and month containing `at`.
     fn spent(&self, tenant: &str, at: SystemTime) -> Spend;
+    /// Brings `tenant`'s spend in the UTC day and month containing `at` up
+    /// to date from a shared store (in memory: nothing to do).
+    fn refresh<'a>(&'a self, tenant: &'a str, at: SystemTime) -> StoreFuture<'a, ()> {
+        let _ = (tenant, at);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// The (year, month) of a day number (days since 1970-01-01, UTC).

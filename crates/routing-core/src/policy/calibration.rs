@@ -231,9 +231,10 @@ pub struct WindowLimits {
     pub max_tenant_windows: usize,
 }
 
-/// A window store failed (a shared store may be unreachable).
+/// A state store failed (a shared store may be unreachable): windows,
+/// learned arms, spend. The message says which store and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("score window store: {0}")]
+#[error("{0}")]
 pub struct StoreError(pub String);
 
 /// What a [`ScoreWindows`] call returns.
