@@ -12,23 +12,24 @@ use crate::Error;
 const INTERNAL_TOKEN: &str = "internal-token";
 
 /// Writes a random internal token at `path` unless one is there. Functions
-/// start concurrently, so the file is created exclusively: the first writer
-/// wins and everyone reads its token.
+/// start concurrently, so the token is written whole to a file of its own
+/// and then linked into place: the first link wins, and no one ever reads a
+/// half-written token.
 fn ensure_internal_token(path: &Path) -> Result<(), Error> {
-    use std::io::Write as _;
+    if path.is_file() {
+        return Ok(());
+    }
     let token = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
-        Ok(mut file) => {
-            file.write_all(token.as_bytes())
-                .map_err(|e| Error::file("writing", path, e))?;
+    let draft = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&draft, token.as_bytes()).map_err(|e| Error::file("writing", &draft, e))?;
+    let linked = std::fs::hard_link(&draft, path);
+    let _ = std::fs::remove_file(&draft);
+    match linked {
+        Ok(()) => {
             tracing::info!(path = %path.display(), "created the fleet's internal token");
             Ok(())
         }

@@ -249,12 +249,13 @@ impl Proxy {
                 model: request.model,
             });
         }
-        // No call generates without bound: the model's own limit, else the
-        // fleet's.
+        // No caller gets more than the model's own limit, else the fleet's.
+        // (A request without max_tokens keeps the provider's default: sent,
+        // the cap would count against the context window.)
         let cap = price
             .and_then(|p| p.max_output_tokens)
             .unwrap_or(self.max_output_tokens);
-        let max_tokens = Some(request.max_tokens.map_or(cap, |asked| asked.min(cap)));
+        let max_tokens = request.max_tokens.map(|asked| asked.min(cap));
         let timeout = request
             .timeout_ms
             .map(Duration::from_millis)
