@@ -180,10 +180,10 @@ fn bad_edits_name_the_field_and_line() {
         ),
         // Prices: missing, or disagreeing with the price catalogue.
         (
-            "price = { input = 0.28, output = 0.42, as_of = \"2025-09-29\", source = \"api-docs.deepseek.com/quick_start/pricing (V3.2, cache miss)\" }",
-            "",
-            "model[17].model",
             "model = \"deepseek-chat\"",
+            "model = \"deepseek-unpriced\"",
+            "model[17].model",
+            "model = \"deepseek-unpriced\"",
             "no price",
         ),
         (
