@@ -5,20 +5,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The servers the tests run for real: redis-server (shared state) and
+# prometheus/promtool (the scrape test and the alert rules), from Debian's
+# packages when they are missing and apt-get can install them.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v promtool >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+            { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+    else
+        echo "scripts/test.sh needs ${missing[*]} (apt-get install ${missing[*]})" >&2
+        exit 1
+    fi
+fi
+# The official openai client, for the OpenAI-compatible API tests.
+python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+
 cargo fmt --all --check
 # The routing evaluation's metrics on synthetic data (no fleet; about a second).
 python3 -m unittest discover -s scripts -p 'test_eval_routing.py'
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The alert rules and their unit tests (Debian's prometheus package).
-if command -v promtool >/dev/null; then
-    promtool check rules scripts/monitoring/alerts.yml
-    (cd scripts/monitoring && promtool test rules alerts_test.yml)
-elif [ -n "${CI:-}" ]; then
-    echo "promtool is missing (apt-get install prometheus)" >&2
-    exit 1
-else
-    echo "promtool is not installed (apt-get install prometheus): alert rule tests skipped" >&2
-fi
+# The alert rules and their unit tests.
+promtool check rules scripts/monitoring/alerts.yml
+(cd scripts/monitoring && promtool test rules alerts_test.yml)
 # Licences, banned crates (no OpenSSL, no ring) and sources, as deny.toml says.
 if command -v cargo-deny >/dev/null; then
     cargo deny --offline check licenses bans sources
