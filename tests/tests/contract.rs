@@ -148,6 +148,8 @@ fn chat(model: &str, prompt: &str) -> ChatRequest {
         max_tokens: Some(2048),
         temperature: None,
         stop: Vec::new(),
+        seed: None,
+        logprobs: false,
     }
 }
 

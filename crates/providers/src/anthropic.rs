@@ -251,6 +251,7 @@ pub fn parse_messages_response(body: &[u8]) -> Result<ChatResponse, ProviderErro
             .as_deref()
             .map_or(FinishReason::Other, finish_reason),
         usage: usage(&wire.usage),
+        logprobs: None,
     })
 }
 
@@ -496,6 +497,8 @@ mod tests {
             max_tokens: None,
             temperature: Some(0.25),
             stop: vec![],
+            seed: None,
+            logprobs: false,
         };
         let key = Secret::new("sk-ant-test");
         let r = build_messages_request("anthropic", "https://api.anthropic.com", &key, &req, true)

@@ -397,6 +397,7 @@ pub fn parse_converse_response(model: &str, body: &[u8]) -> Result<ChatResponse,
             .as_deref()
             .map_or(FinishReason::Other, finish_reason),
         usage: usage(&wire.usage),
+        logprobs: None,
     })
 }
 
@@ -699,6 +700,8 @@ mod tests {
             max_tokens: Some(64),
             temperature: None,
             stop: vec![],
+            seed: None,
+            logprobs: false,
         }
     }
 

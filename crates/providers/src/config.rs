@@ -704,6 +704,8 @@ mod tests {
             max_tokens: None,
             temperature: None,
             stop: vec![],
+            seed: None,
+            logprobs: false,
         };
         for (name, reason) in [
             ("groq", "secret groq-api-key is missing"),

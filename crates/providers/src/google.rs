@@ -518,6 +518,7 @@ pub fn parse_generate_response(body: &[u8]) -> Result<ChatResponse, ProviderErro
         text: first.map(candidate_text).unwrap_or_default(),
         finish_reason: finish,
         usage: wire.usage_metadata.as_ref().map(usage).unwrap_or_default(),
+        logprobs: None,
     })
 }
 
@@ -922,6 +923,8 @@ mod tests {
             max_tokens: Some(256),
             temperature: Some(0.5),
             stop: vec![],
+            seed: None,
+            logprobs: false,
         }
     }
 

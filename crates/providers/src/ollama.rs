@@ -215,6 +215,7 @@ pub fn parse_chat_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
         finish_reason: finish_reason(line.done_reason.as_deref()),
         text: line.message.map(|m| m.content).unwrap_or_default(),
         model: line.model,
+        logprobs: None,
     })
 }
 
@@ -396,6 +397,8 @@ mod tests {
             max_tokens: Some(64),
             temperature: Some(0.5),
             stop: vec![],
+            seed: None,
+            logprobs: false,
         }
     }
 

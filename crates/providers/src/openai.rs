@@ -336,6 +336,7 @@ pub fn parse_chat_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
         text,
         finish_reason: reason.as_deref().map_or(FinishReason::Stop, finish_reason),
         usage: wire.usage.as_ref().map(usage).unwrap_or_default(),
+        logprobs: None,
     })
 }
 
@@ -654,6 +655,8 @@ mod tests {
             max_tokens: Some(256),
             temperature: Some(0.25),
             stop: vec!["\n\n".into()],
+            seed: None,
+            logprobs: false,
         }
     }
 

@@ -42,6 +42,8 @@ fn hello(model: &str) -> ChatRequest {
         max_tokens: Some(64),
         temperature: None,
         stop: vec![],
+        seed: None,
+        logprobs: false,
     }
 }
 

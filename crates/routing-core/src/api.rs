@@ -694,6 +694,13 @@ pub struct ProxyRequest {
     /// Stop sequences.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
+    /// Sampling seed (a cascade's second sample asks with another one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Ask for the answer's token log-probabilities (where the provider
+    /// returns them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logprobs: bool,
     /// Time left for the provider call, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -762,6 +769,9 @@ pub struct ProxyResponse {
     pub cost_usd: Option<f64>,
     /// Time spent calling the provider, in milliseconds.
     pub latency_ms: u64,
+    /// The answer's token log-probabilities, when asked for and returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<crate::chat::Logprobs>,
 }
 
 /// A request to the embed function (unknown fields are ignored, see
@@ -1004,6 +1014,8 @@ mod tests {
             stop: vec!["END".to_owned()],
             timeout_ms: Some(900),
             stream: true,
+            seed: Some(7),
+            logprobs: true,
         });
     }
 
@@ -1018,6 +1030,7 @@ mod tests {
             usage: Usage::default(),
             cost_usd: Some(0.001),
             latency_ms: 12,
+            logprobs: crate::chat::Logprobs::from_tokens(vec![-0.1, -0.3]),
         });
     }
 

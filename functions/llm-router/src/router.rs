@@ -899,6 +899,8 @@ impl Router {
             stop: plan.request.stop.clone(),
             timeout_ms: Some(millis(remaining.saturating_sub(PROXY_MARGIN)).max(1)),
             stream,
+            seed: None,
+            logprobs: false,
         }
     }
 

@@ -182,6 +182,8 @@ impl Proxy {
                 max_tokens: request.max_tokens,
                 temperature: request.temperature,
                 stop: request.stop,
+                seed: request.seed,
+                logprobs: request.logprobs,
             },
             provider: request.provider,
             task: request.task,
@@ -215,6 +217,7 @@ impl Proxy {
                     usage: answer.usage,
                     cost_usd: cost,
                     latency_ms: millis(elapsed),
+                    logprobs: answer.logprobs,
                 })
             }
             Err(error) => Err(self.meter_failure(&prepared, started.elapsed(), error, call_id)),
