@@ -19,7 +19,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, ProviderError, ProviderKind, Role, Usage, error_class, retry_after,
+    FinishReason, Logprobs, ProviderError, ProviderKind, Role, Usage, error_class, retry_after,
 };
 use google_auth::{GoogleAuth, GoogleAuthError};
 use secrets::Secret;
@@ -115,6 +115,10 @@ struct WireGenerationConfig<'a> {
     max_output_tokens: Option<u32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    response_logprobs: bool,
 }
 
 impl WireGenerationConfig<'_> {
@@ -122,6 +126,8 @@ impl WireGenerationConfig<'_> {
         self.temperature.is_none()
             && self.max_output_tokens.is_none()
             && self.stop_sequences.is_empty()
+            && self.seed.is_none()
+            && !self.response_logprobs
     }
 }
 
@@ -147,6 +153,24 @@ struct WireCandidate {
     content: Option<WireCandidateContent>,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    avg_logprobs: Option<f64>,
+    #[serde(default)]
+    logprobs_result: Option<WireLogprobsResult>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireLogprobsResult {
+    #[serde(default)]
+    chosen_candidates: Vec<WireLogprobCandidate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireLogprobCandidate {
+    #[serde(default)]
+    log_probability: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,6 +376,8 @@ pub fn build_generate_request(
             temperature: req.temperature,
             max_output_tokens: req.max_tokens,
             stop_sequences: &req.stop,
+            seed: req.seed,
+            response_logprobs: req.logprobs,
         },
     };
     let url = if stream {
@@ -493,6 +519,25 @@ fn candidate_text(candidate: &WireCandidate) -> String {
         .unwrap_or_default()
 }
 
+/// The chosen tokens' log-probabilities (`logprobsResult`, with
+/// `responseLogprobs`), else the candidate's `avgLogprobs`.
+fn candidate_logprobs(candidate: &WireCandidate) -> Option<Logprobs> {
+    let chosen = candidate
+        .logprobs_result
+        .as_ref()
+        .map(|r| &r.chosen_candidates)
+        .filter(|c| !c.is_empty());
+    match chosen {
+        Some(chosen) => Logprobs::from_tokens(
+            chosen
+                .iter()
+                .map(|c| c.log_probability.unwrap_or(f64::NAN))
+                .collect(),
+        ),
+        None => candidate.avg_logprobs.and_then(Logprobs::from_mean),
+    }
+}
+
 /// Parses a `generateContent` answer. A blocked prompt (no candidates,
 /// `promptFeedback.blockReason`) is an empty, content-filtered answer.
 pub fn parse_generate_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
@@ -518,7 +563,7 @@ pub fn parse_generate_response(body: &[u8]) -> Result<ChatResponse, ProviderErro
         text: first.map(candidate_text).unwrap_or_default(),
         finish_reason: finish,
         usage: wire.usage_metadata.as_ref().map(usage).unwrap_or_default(),
-        logprobs: None,
+        logprobs: first.and_then(candidate_logprobs),
     })
 }
 

@@ -84,7 +84,7 @@ pub use config::{ProviderConfigError, Providers, env_vars, secret_names};
 pub use error::ProviderError;
 pub use routing_core::chat::{
     ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason, Locality,
-    Message, Role, Usage,
+    Logprobs, Message, Role, Usage,
 };
 pub use stream::STREAM_IDLE_TIMEOUT;
 

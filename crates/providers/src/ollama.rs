@@ -13,7 +13,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, Locality, ProviderError, Role, Usage, error_class,
+    FinishReason, Locality, Logprobs, ProviderError, Role, Usage, error_class,
 };
 
 /// The protocol name.
@@ -37,6 +37,9 @@ struct WireChatRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "WireOptions::is_empty")]
     options: WireOptions<'a>,
+    /// Ollama 0.12.11 and later: the tokens' log-probabilities.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    logprobs: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,11 +56,16 @@ struct WireOptions<'a> {
     num_predict: Option<u32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
 }
 
 impl WireOptions<'_> {
     fn is_empty(&self) -> bool {
-        self.temperature.is_none() && self.num_predict.is_none() && self.stop.is_empty()
+        self.temperature.is_none()
+            && self.num_predict.is_none()
+            && self.stop.is_empty()
+            && self.seed.is_none()
     }
 }
 
@@ -77,6 +85,14 @@ struct WireChatLine {
     eval_count: u64,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    logprobs: Option<Vec<WireTokenLogprob>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireTokenLogprob {
+    #[serde(default)]
+    logprob: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,7 +160,9 @@ pub fn build_chat_request(
             temperature: req.temperature,
             num_predict: req.max_tokens,
             stop: &req.stop,
+            seed: req.seed,
         },
+        logprobs: req.logprobs,
     };
     transport::build(
         provider,
@@ -215,7 +233,13 @@ pub fn parse_chat_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
         finish_reason: finish_reason(line.done_reason.as_deref()),
         text: line.message.map(|m| m.content).unwrap_or_default(),
         model: line.model,
-        logprobs: None,
+        logprobs: line.logprobs.and_then(|l| {
+            Logprobs::from_tokens(
+                l.into_iter()
+                    .map(|t| t.logprob.unwrap_or(f64::NAN))
+                    .collect(),
+            )
+        }),
     })
 }
 

@@ -16,7 +16,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, Locality, ProviderError, Role, Usage, error_class, retry_after,
+    FinishReason, Locality, Logprobs, ProviderError, Role, Usage, error_class, retry_after,
 };
 use secrets::Secret;
 
@@ -43,6 +43,15 @@ pub enum Flavor {
 impl Flavor {
     fn sends_stream_options(self) -> bool {
         !matches!(self, Flavor::Mistral)
+    }
+
+    /// Whether the server returns `logprobs` (Groq and Mistral do not, and
+    /// some servers refuse the field).
+    pub fn returns_logprobs(self) -> bool {
+        matches!(
+            self,
+            Flavor::OpenAi | Flavor::OpenRouter | Flavor::DeepSeek | Flavor::Vllm
+        )
     }
 }
 
@@ -74,6 +83,13 @@ struct WireChatRequest<'a> {
     temperature: Option<f32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    /// Mistral's name for the seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    random_seed: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    logprobs: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +121,20 @@ struct WireChoice {
     delta: Option<WireContent>,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<WireLogprobs>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireLogprobs {
+    #[serde(default)]
+    content: Option<Vec<WireTokenLogprob>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireTokenLogprob {
+    #[serde(default)]
+    logprob: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +289,12 @@ pub fn build_chat_request(
         max_completion_tokens,
         temperature: req.temperature,
         stop: &req.stop,
+        // DeepSeek documents no seed.
+        seed: req
+            .seed
+            .filter(|_| !matches!(flavor, Flavor::Mistral | Flavor::DeepSeek)),
+        random_seed: req.seed.filter(|_| flavor == Flavor::Mistral),
+        logprobs: req.logprobs && flavor.returns_logprobs(),
     };
     transport::build(
         provider,
@@ -324,19 +360,26 @@ fn usage(wire: &WireUsage) -> Usage {
 pub fn parse_chat_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     let wire: WireCompletion = transport::from_json(body)?;
     let choice = wire.choices.into_iter().next();
-    let (text, reason) = match choice {
+    let (text, reason, logprobs) = match choice {
         Some(c) => (
             c.message.and_then(|m| m.content).unwrap_or_default(),
             c.finish_reason,
+            c.logprobs.and_then(|l| l.content).and_then(|t| {
+                Logprobs::from_tokens(
+                    t.into_iter()
+                        .map(|t| t.logprob.unwrap_or(f64::NAN))
+                        .collect(),
+                )
+            }),
         ),
-        None => (String::new(), None),
+        None => (String::new(), None, None),
     };
     Ok(ChatResponse {
         model: wire.model,
         text,
         finish_reason: reason.as_deref().map_or(FinishReason::Stop, finish_reason),
         usage: wire.usage.as_ref().map(usage).unwrap_or_default(),
-        logprobs: None,
+        logprobs,
     })
 }
 
