@@ -434,6 +434,53 @@ pub struct RouteExplanation {
     /// candidate but one the router wants to learn more about.
     #[serde(default)]
     pub explored: bool,
+    /// The cascade's judgement of the cheap answer, when the rule escalates
+    /// and `[cascade]` is on for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<CascadeExplanation>,
+}
+
+/// How sure the cascade was of the cheap model's answer, and what it did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CascadeExplanation {
+    /// The combined confidence in `[0, 1]`; absent when no signal could be
+    /// read (the answer is then kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// Each signal's value: `logprobs` (the geometric mean of the tokens'
+    /// probabilities), `agreement` (how alike the cheap samples are).
+    pub signals: CascadeSignals,
+    /// Answers with a confidence below this are escalated; `null`: every
+    /// answer is (a target share of 1).
+    pub threshold: Option<f64>,
+    /// The share of judged answers the policy wants escalated.
+    pub target_escalation_share: f64,
+    /// Where the threshold comes from: `window`, `cold_start` or `static`.
+    pub source: String,
+    /// The confidence window: `global` or `rule:NAME`.
+    pub window: String,
+    /// Confidences in that window at its last merge.
+    pub n: u64,
+    /// Whether the answer was escalated for low confidence.
+    pub escalated: bool,
+    /// Calls to the cheap model (the answer and its extra samples).
+    pub cheap_calls: u32,
+    /// What the cheap calls cost, summed (part of the answer's `cost_usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cheap_cost_usd: Option<f64>,
+    /// Time spent on the cheap calls, in milliseconds.
+    pub cheap_latency_ms: u64,
+}
+
+/// The cascade's signals; each absent when not configured or unavailable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CascadeSignals {
+    /// `exp(mean token log-probability)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<f64>,
+    /// The similarity of the cheap samples' normalised answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<f64>,
 }
 
 /// Where a predicted quality comes from.

@@ -187,6 +187,7 @@ pub(crate) struct Compiled {
     pub escalation: BTreeMap<String, EscalationCheck>,
     pub calibration: CalibrationConfig,
     pub learning: LearningConfig,
+    pub cascade: super::cascade::CascadeConfig,
 }
 
 impl Compiled {
@@ -266,6 +267,7 @@ pub(crate) fn compile(
     check_budgets(c, &root.key("budgets"), &file.budgets)?;
     check_calibration(c, &root.key("calibration"), &file.calibration)?;
     check_learning(c, &root.key("learning"), &file.learning)?;
+    check_cascade(c, &root.key("cascade"), &file.cascade, &file.rule)?;
     Ok(Compiled {
         origin: origin.to_owned(),
         models: catalogue.models,
@@ -280,6 +282,7 @@ pub(crate) fn compile(
         escalation,
         calibration: file.calibration,
         learning: file.learning,
+        cascade: file.cascade,
     })
 }
 
@@ -917,6 +920,23 @@ fn check_calibration(
         check_target_share(c, &tp.key("target_share"), &t.target_share)?;
     }
     Ok(())
+}
+
+/// `[cascade]`.
+fn check_cascade(
+    c: &Checker<'_>,
+    cp: &FieldPath,
+    cascade: &super::cascade::CascadeConfig,
+    rules: &[Rule],
+) -> Result<(), PolicyError> {
+    let rules: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+    cascade.validate(&rules).map_err(|e| {
+        let at = match e.rule_index {
+            Some(i) => cp.key("rule").index(i),
+            None => cp.clone(),
+        };
+        c.error(&at.key(e.key), e.message)
+    })
 }
 
 /// `[learning]`.
