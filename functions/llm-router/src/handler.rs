@@ -254,7 +254,14 @@ impl RouterHandler {
                         ProxyStreamEvent::Done { cost_usd, .. } => (true, *cost_usd),
                         _ => (false, None),
                     };
-                    router.settle_stream(&plan, &routed.model, routed.started, ok, cost);
+                    router.settle_stream(
+                        &plan,
+                        &routed.model,
+                        routed.started,
+                        ok,
+                        cost,
+                        routed.settled,
+                    );
                     settled = true;
                 }
                 for frame in frames {
@@ -267,7 +274,14 @@ impl RouterHandler {
                 }
             }
             if !settled {
-                router.settle_stream(&plan, &routed.model, routed.started, false, None);
+                router.settle_stream(
+                    &plan,
+                    &routed.model,
+                    routed.started,
+                    false,
+                    None,
+                    routed.settled,
+                );
             }
         });
         Ok(sse_response(rx))

@@ -33,6 +33,10 @@ use tokio::time::Instant;
 
 use crate::error::RouterError;
 
+#[path = "cascade.rs"]
+mod cascade;
+pub(crate) use cascade::Sample;
+
 /// `CLASSIFY_TIMEOUT_MS`: the most time spent asking classify.
 pub(crate) const ENV_CLASSIFY_TIMEOUT_MS: &str = "CLASSIFY_TIMEOUT_MS";
 const DEFAULT_CLASSIFY_TIMEOUT_MS: u64 = 100;
@@ -64,6 +68,7 @@ pub(crate) struct Router {
     calls: Box<dyn CallRecords>,
     feedback: IntCounterVec,
     explorations: IntCounter,
+    cascade: cascade::Cascade,
 }
 
 /// What one feedback taught.
@@ -241,6 +246,9 @@ pub(crate) struct RoutedStream {
     pub events: EventStream,
     /// When the stream started.
     pub started: Instant,
+    /// The answer was buffered (a cascade judged it) and every call behind
+    /// it already settled: the stream's end records nothing more.
+    pub settled: bool,
 }
 
 /// One model's answer.
@@ -252,6 +260,7 @@ struct Answer {
     finish_reason: Option<FinishReason>,
     usage: Usage,
     cost_usd: Option<f64>,
+    logprobs: Option<routing_core::chat::Logprobs>,
 }
 
 impl Router {
@@ -364,6 +373,7 @@ impl Router {
             )),
             feedback,
             explorations,
+            cascade: cascade::Cascade::register(registry)?,
         })
     }
 
@@ -737,7 +747,12 @@ impl Router {
         for (position, candidate) in plan.decision.chain().enumerate() {
             let model = &candidate.model;
             let started = Instant::now();
-            match self.call_model(plan, model, call).await {
+            let sample = if position == 0 {
+                self.first_sample(plan)
+            } else {
+                Sample::default()
+            };
+            match self.call_model_with(plan, model, call, sample).await {
                 Ok(answer) => {
                     self.settle(plan, model, started, &answer);
                     explanation.attempts.push(attempt(model, "ok", started));
@@ -786,15 +801,24 @@ impl Router {
         let (Some(text), Some(finish)) = (&answer.output, answer.finish_reason) else {
             return answer;
         };
-        let Some(reason) = needs_escalation(&escalation.check, text, finish) else {
-            return answer;
+        let (answer, reason) = match needs_escalation(&escalation.check, text, finish) {
+            Some(reason) => {
+                let label = serde_json::to_value(&reason)
+                    .ok()
+                    .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+                    .unwrap_or_else(|| "other".to_owned());
+                self.escalations.with_label_values(&[&label]).inc();
+                (answer, reason.to_string())
+            }
+            // The answer passed the checks: the cascade, when on, judges it.
+            None => match self.judge(plan, model, answer, explanation, call).await {
+                (answer, Some(reason)) => {
+                    self.escalations.with_label_values(&["cascade"]).inc();
+                    (answer, reason)
+                }
+                (answer, None) => return answer,
+            },
         };
-        let label = serde_json::to_value(&reason)
-            .ok()
-            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| "other".to_owned());
-        self.escalations.with_label_values(&[&label]).inc();
-        let reason = reason.to_string();
         let stronger = &escalation.to.model;
         let started = Instant::now();
         match self.call_model(plan, stronger, call).await {
@@ -828,7 +852,8 @@ impl Router {
         }
     }
 
-    /// Records the end of a stream.
+    /// Records the end of a stream (its calls' latency and spend, unless
+    /// `settled` already: a buffered answer's were recorded call by call).
     pub(crate) fn settle_stream(
         &self,
         plan: &Plan,
@@ -836,10 +861,13 @@ impl Router {
         started: Instant,
         ok: bool,
         cost_usd: Option<f64>,
+        settled: bool,
     ) {
-        self.live.observe(&model.id, started.elapsed(), ok);
-        if let (Some(tenant), Some(cost)) = (&plan.request.tenant, cost_usd) {
-            self.budgets.record(tenant, cost, SystemTime::now());
+        if !settled {
+            self.live.observe(&model.id, started.elapsed(), ok);
+            if let (Some(tenant), Some(cost)) = (&plan.request.tenant, cost_usd) {
+                self.budgets.record(tenant, cost, SystemTime::now());
+            }
         }
         let outcome = if ok { "ok" } else { "stream_error" };
         self.requests
@@ -887,6 +915,7 @@ impl Router {
         model: &ModelEntry,
         remaining: Duration,
         stream: bool,
+        sample: Sample,
     ) -> ProxyRequest {
         ProxyRequest {
             provider: model.provider.clone(),
@@ -895,12 +924,12 @@ impl Router {
             private: plan.request.private,
             messages: plan.request.messages.clone(),
             max_tokens: plan.request.max_tokens,
-            temperature: plan.request.temperature,
+            temperature: sample.temperature.or(plan.request.temperature),
             stop: plan.request.stop.clone(),
             timeout_ms: Some(millis(remaining.saturating_sub(PROXY_MARGIN)).max(1)),
             stream,
-            seed: None,
-            logprobs: false,
+            seed: sample.seed,
+            logprobs: sample.logprobs,
         }
     }
 
@@ -909,6 +938,18 @@ impl Router {
         plan: &Plan,
         model: &ModelEntry,
         call: &Call<'_>,
+    ) -> Result<Answer, RouterError> {
+        self.call_model_with(plan, model, call, Sample::default())
+            .await
+    }
+
+    /// [`Self::call_model`] with a seed, temperature or log-probabilities.
+    async fn call_model_with(
+        &self,
+        plan: &Plan,
+        model: &ModelEntry,
+        call: &Call<'_>,
+        sample: Sample,
     ) -> Result<Answer, RouterError> {
         let function = match model.target {
             ServingFunction::Embed => "embed",
@@ -953,10 +994,11 @@ impl Router {
                     finish_reason: None,
                     usage: answer.usage,
                     cost_usd: Some(0.0),
+                    logprobs: None,
                 })
             }
             ServingFunction::ProviderProxy => {
-                let request = self.proxy_request(plan, model, remaining, false);
+                let request = self.proxy_request(plan, model, remaining, false, sample);
                 let answer: ProxyResponse = self
                     .functions
                     .invoke(function, "/", &request, call.id, remaining)
@@ -970,6 +1012,7 @@ impl Router {
                     finish_reason: Some(answer.finish_reason),
                     usage: answer.usage,
                     cost_usd: answer.cost_usd,
+                    logprobs: answer.logprobs,
                 })
             }
         }
@@ -982,6 +1025,9 @@ impl Router {
         plan: &Plan,
         call: &Call<'_>,
     ) -> Result<RoutedStream, RouterError> {
+        if self.cascade_scope(plan).is_some() {
+            return self.buffered_stream(plan, call).await;
+        }
         let mut explanation = plan.explanation();
         let mut last_error = None;
         for candidate in plan.decision.chain() {
@@ -994,7 +1040,7 @@ impl Router {
             }
             let started = Instant::now();
             let remaining = self.remaining(plan, "before the stream started")?;
-            let request = self.proxy_request(plan, model, remaining, true);
+            let request = self.proxy_request(plan, model, remaining, true, Sample::default());
             match self
                 .functions
                 .invoke_stream("provider-proxy", "/", &request, call.id, remaining)
@@ -1007,6 +1053,7 @@ impl Router {
                         explanation,
                         events,
                         started,
+                        settled: false,
                     });
                 }
                 Err(e) => {
