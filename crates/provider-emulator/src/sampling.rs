@@ -9,6 +9,8 @@
 //! - `[[emulator:unstable]]`: the answer depends on the request's seed and
 //!   temperature, so two samples differ; without it the answer depends on
 //!   the conversation alone, so samples agree.
+//! - `[[emulator:reply=TEXT]]`: the answer is exactly `TEXT` (a judge
+//!   model's verdict, say), in one token.
 //!
 //! Either may be addressed to some emulators only, as faults are:
 //! `[[emulator:confidence=0.2@ollama,vllm]]`.
@@ -21,12 +23,14 @@ use crate::flavor::ProviderFlavor;
 use crate::text::{Answer, Conversation, fnv1a};
 
 /// The sampling directives a request carries.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sampling {
     /// The probability every token is generated with, about; `None`: sure.
     pub confidence: Option<f64>,
     /// Whether the answer varies with the seed and temperature.
     pub unstable: bool,
+    /// The answer, verbatim.
+    pub reply: Option<String>,
 }
 
 impl Sampling {
@@ -43,6 +47,7 @@ impl Sampling {
                     }
                 }
                 ("unstable", None) => sampling.unstable = true,
+                ("reply", Some(v)) => sampling.reply = Some(v.to_owned()),
                 _ => {}
             }
         }
@@ -58,6 +63,12 @@ impl Sampling {
         seed: Option<u64>,
         temperature: Option<f64>,
     ) -> Answer {
+        if let Some(reply) = &self.reply {
+            return Answer {
+                pieces: vec![reply.clone()],
+                finish: crate::text::Finish::Stop,
+            };
+        }
         if !self.unstable {
             return conv.answer(max_tokens);
         }
@@ -174,6 +185,11 @@ mod tests {
             Sampling::from_body("[[emulator:rate_limit]]", ProviderFlavor::Groq),
             Sampling::default()
         );
+        let judge = Sampling::from_body("[[emulator:reply=0.15@ollama]]", ProviderFlavor::Ollama);
+        assert_eq!(
+            judge.answer(&conv("grade this"), None, None, None).text(),
+            "0.15"
+        );
     }
 
     #[test]
@@ -186,7 +202,7 @@ mod tests {
         assert_eq!(sure, Sampling::default().logprobs(&c.key(), &answer));
         let unsure = Sampling {
             confidence: Some(0.2),
-            unstable: false,
+            ..Sampling::default()
         }
         .logprobs(&c.key(), &answer);
         let m = mean(&unsure).exp();
@@ -208,8 +224,8 @@ mod tests {
             stable.answer(&c, None, None, None)
         );
         let unstable = Sampling {
-            confidence: None,
             unstable: true,
+            ..Sampling::default()
         };
         assert_ne!(
             unstable.answer(&c, None, Some(1), Some(0.7)),
