@@ -481,6 +481,9 @@ pub struct CascadeSignals {
     /// The similarity of the cheap samples' normalised answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agreement: Option<f64>,
+    /// The in-cluster judge model's probability that the answer is right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<f64>,
 }
 
 /// Where a predicted quality comes from.

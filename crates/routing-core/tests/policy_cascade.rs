@@ -83,6 +83,24 @@ fn bad_cascade_edits_name_the_field_and_line() {
             "between 0 and 1",
         ),
         (
+            "sample_temperature = 0.8",
+            "sample_temperature = 0.8\njudge_model = \"groq/llama-3.1-8b-instant\"",
+            "cascade.judge_model",
+            "must run in the cluster",
+        ),
+        (
+            "signals = [\"logprobs\", \"agreement\"]",
+            "signals = [\"judge\"]",
+            "cascade.judge_model",
+            "needs a judge_model",
+        ),
+        (
+            "sample_temperature = 0.8",
+            "sample_temperature = 0.8\njudge_model = \"embed/local\"",
+            "cascade.judge_model",
+            "does not generate",
+        ),
+        (
             "# [[cascade.rule]]\n# rule = \"simple_cheap\"",
             "[[cascade.rule]]\nrule = \"no_such_rule\"",
             "cascade.rule[0].rule",

@@ -5,7 +5,9 @@
 //!   generated tokens' probabilities (`exp` of the mean log-probability,
 //!   where the provider returns them), and `agreement`, how alike the
 //!   normalised answers of two or more cheap samples are
-//!   ([`agreement`]). They are combined into one confidence
+//!   ([`agreement`]), and `judge`, the probability an in-cluster judge
+//!   model gives the answer of being right ([`judge_messages`],
+//!   [`parse_verdict`]). They are combined into one confidence
 //!   ([`combine`]: their mean, or the lowest).
 //! - The threshold is calibrated like the difficulty tiers: the policy
 //!   states the share of judged answers it wants escalated
@@ -32,6 +34,8 @@ pub enum CascadeSignal {
     Logprobs,
     /// Agreement between cheap samples (one extra call per sample).
     Agreement,
+    /// An in-cluster judge model's verdict (one call to `judge_model`).
+    Judge,
 }
 
 /// How the signals become one confidence.
@@ -75,6 +79,9 @@ pub struct CascadeConfig {
     pub samples: u32,
     /// Temperature of the extra samples (each with its own seed).
     pub sample_temperature: f32,
+    /// The catalogue model that judges, for the `judge` signal; it must be
+    /// in-cluster, so that judging never sends a prompt out.
+    pub judge_model: Option<String>,
     /// The share of judged answers to escalate.
     pub target_escalation_share: f64,
     /// Move the threshold with the window; `false`: always
@@ -101,6 +108,7 @@ impl Default for CascadeConfig {
             combine: Combine::Mean,
             samples: 2,
             sample_temperature: 0.8,
+            judge_model: None,
             target_escalation_share: 0.2,
             calibrate: true,
             window: 1000,
@@ -157,8 +165,14 @@ impl CascadeConfig {
         self.signals.contains(&signal)
     }
 
-    /// Checks the settings against the policy's rule names.
-    pub fn validate(&self, rules: &[&str]) -> Result<(), CascadeInvalid> {
+    /// Checks the settings against the policy's rule names; `judge` says
+    /// what is wrong with a judge model (unknown, not in-cluster…), if
+    /// anything.
+    pub fn validate(
+        &self,
+        rules: &[&str],
+        judge: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), CascadeInvalid> {
         let bad = |key, message: String| CascadeInvalid {
             rule_index: None,
             key,
@@ -172,6 +186,20 @@ impl CascadeConfig {
             if self.signals[..i].contains(s) {
                 return Err(bad("signals", format!("{s:?} is listed twice")));
             }
+        }
+        match (&self.judge_model, self.reads(CascadeSignal::Judge)) {
+            (None, true) => {
+                return Err(bad(
+                    "judge_model",
+                    "the judge signal needs a judge_model".to_owned(),
+                ));
+            }
+            (Some(model), _) => {
+                if let Some(problem) = judge(model) {
+                    return Err(bad("judge_model", problem));
+                }
+            }
+            (None, false) => {}
         }
         if !(2..=5).contains(&self.samples) {
             return Err(bad(
@@ -291,9 +319,43 @@ pub fn sample_agreement(answer: &str, others: &[&str]) -> Option<f64> {
     Some(others.iter().map(|o| agreement(answer, o)).sum::<f64>() / others.len() as f64)
 }
 
+/// What a judge model is asked about `answer` to `question`: a
+/// probability, as a bare number.
+pub fn judge_messages(question: &str, answer: &str) -> Vec<crate::chat::Message> {
+    use crate::chat::{Message, Role};
+    vec![
+        Message {
+            role: Role::System,
+            content: "You grade answers. Reply with one number between 0 and 1, nothing else: \
+                      the probability that the answer is correct and complete."
+                .to_owned(),
+        },
+        Message::user(format!(
+            "Question:\n{question}\n\nAnswer:\n{answer}\n\nProbability it is correct:"
+        )),
+    ]
+}
+
+/// The judge's verdict: the first number in its reply (a percentage when
+/// followed by `%`), in `[0, 1]`; `None` when there is none.
+pub fn parse_verdict(reply: &str) -> Option<f64> {
+    let start = reply.find(|c: char| c.is_ascii_digit() || c == '.')?;
+    let rest = &reply[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let value: f64 = rest[..end].trim_end_matches('.').parse().ok()?;
+    let value = if rest[end..].starts_with('%') {
+        value / 100.0
+    } else {
+        value
+    };
+    (value.is_finite() && (0.0..=1.0).contains(&value)).then_some(value)
+}
+
 /// The confidence the available signals add up to; `None` when none is.
 pub fn combine(how: Combine, signals: &CascadeSignals) -> Option<f64> {
-    let values: Vec<f64> = [signals.logprobs, signals.agreement]
+    let values: Vec<f64> = [signals.logprobs, signals.agreement, signals.judge]
         .into_iter()
         .flatten()
         .filter(|v| v.is_finite())
@@ -484,16 +546,29 @@ mod tests {
     }
 
     #[test]
+    fn verdicts_are_read_from_the_judges_reply() {
+        assert_eq!(parse_verdict("0.15"), Some(0.15));
+        assert_eq!(parse_verdict(" Probability: 0.9."), Some(0.9));
+        assert_eq!(parse_verdict("85%"), Some(0.85));
+        assert_eq!(parse_verdict("1"), Some(1.0));
+        assert_eq!(parse_verdict("7"), None);
+        assert_eq!(parse_verdict("I cannot tell"), None);
+        let asked = judge_messages("2+2?", "4");
+        assert!(asked[1].content.contains("2+2?") && asked[1].content.contains('4'));
+    }
+
+    #[test]
     fn signals_combine_by_mean_or_min_and_none_without_any() {
         let both = CascadeSignals {
             logprobs: Some(0.9),
             agreement: Some(0.3),
+            judge: None,
         };
         assert!((combine(Combine::Mean, &both).unwrap_or(0.0) - 0.6).abs() < 1e-12);
         assert_eq!(combine(Combine::Min, &both), Some(0.3));
         let one = CascadeSignals {
-            logprobs: None,
             agreement: Some(0.7),
+            ..CascadeSignals::default()
         };
         assert_eq!(combine(Combine::Mean, &one), Some(0.7));
         assert_eq!(combine(Combine::Mean, &CascadeSignals::default()), None);
@@ -541,13 +616,35 @@ mod tests {
             })
         );
         assert_eq!(config.scope("private_local"), None);
-        assert!(config.validate(&["simple_cheap", "private_local"]).is_ok());
-        let err = config.validate(&["simple_cheap"]).err();
+        assert!(
+            config
+                .validate(&["simple_cheap", "private_local"], |_| None)
+                .is_ok()
+        );
+        let err = config.validate(&["simple_cheap"], |_| None).err();
         assert_eq!(err.map(|e| (e.rule_index, e.key)), Some((Some(1), "rule")));
+        config.signals.push(CascadeSignal::Judge);
+        assert_eq!(
+            config
+                .validate(&["simple_cheap", "private_local"], |_| None)
+                .err()
+                .map(|e| e.key),
+            Some("judge_model")
+        );
+        config.judge_model = Some("groq/x".to_owned());
+        assert_eq!(
+            config
+                .validate(&["simple_cheap", "private_local"], |_| Some(
+                    "not in-cluster".to_owned()
+                ))
+                .err()
+                .map(|e| e.message),
+            Some("not in-cluster".to_owned())
+        );
         config.samples = 1;
         assert_eq!(
             config
-                .validate(&["simple_cheap", "private_local"])
+                .validate(&["simple_cheap", "private_local"], |_| None)
                 .err()
                 .map(|e| e.key),
             Some("samples")

@@ -61,8 +61,8 @@ pub use calibration::{
 };
 pub use cascade::{
     CascadeCalibrator, CascadeConfig, CascadeInvalid, CascadeRule, CascadeScope, CascadeSignal,
-    CascadeThreshold, Combine, agreement, combine, escalation_threshold, normalised_words,
-    sample_agreement,
+    CascadeThreshold, Combine, agreement, combine, escalation_threshold, judge_messages,
+    normalised_words, parse_verdict, sample_agreement,
 };
 pub use catalogue::{
     LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, ServingFunction, Tiers,
