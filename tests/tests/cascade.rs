@@ -1,7 +1,8 @@
 //! Answer-aware escalation through the whole fleet: the cheap model's
 //! answer is judged by its token log-probabilities or by the agreement of
-//! two cheap samples (the emulators' real wire formats, steered from the
-//! prompt), escalated below the threshold and kept above it; both
+//! two cheap samples or by an in-cluster judge's verdict (the emulators'
+//! real wire formats, steered from the prompt), escalated below the
+//! threshold and kept above it; both
 //! attempts are billed; a private request keeps every step in the cluster.
 #![expect(
     clippy::unwrap_used,
@@ -31,6 +32,10 @@ fn policy(signals: &str, combine: &str) -> String {
             format!("[cascade]\nenabled = true\nsignals = {signals}\ncombine = \"{combine}\""),
         ),
         ("calibrate = true", "calibrate = false".to_owned()),
+        (
+            "# judge_model = \"ollama/local\"",
+            "judge_model = \"ollama/local\"".to_owned(),
+        ),
         (
             "models = [\n    \"groq/llama-3.1-8b-instant\",\n    \"ollama/local\",\n    \"vertex/gemini-2.5-flash-lite\",\n    \"openai/gpt-4.1-nano\",\n    \"mistral/mistral-small-latest\",\n    \"groq/openai/gpt-oss-20b\",\n]\nescalate = { to = [\"vertex/gemini-2.5-flash\", \"gemini/gemini-2.5-flash\"], check = \"default\" }",
             format!(
@@ -268,7 +273,7 @@ async fn disagreeing_samples_escalate_and_agreeing_ones_do_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_cascade_keeps_every_step_in_the_cluster() {
-    let (fleet, _dir) = fleet(r#"["logprobs", "agreement"]"#, "min").await;
+    let (fleet, _dir) = fleet(r#"["logprobs", "agreement", "judge"]"#, "min").await;
     let answer = fleet
         .route(
             json!({"task": "generate", "private": true, "max_latency_ms": 20000,
@@ -281,10 +286,12 @@ async fn a_private_cascade_keeps_every_step_in_the_cluster() {
     let cascade = &route["cascade"];
     assert_eq!(cascade["escalated"], true, "{cascade}");
     assert_eq!(cascade["cheap_calls"], 2, "{cascade}");
+    assert_eq!(cascade["judge"]["model"], "ollama/local", "{cascade}");
     assert_eq!(route["escalated"]["from"], "ollama/local", "{route}");
     assert_eq!(answer.json["provider"], "vllm", "{}", answer.json);
-    // The cheap answer, its sample and the escalation all stayed in.
-    assert_eq!(chat_calls(&fleet, "ollama"), 2);
+    // The cheap answer, its sample, the verdict and the escalation all
+    // stayed in.
+    assert_eq!(chat_calls(&fleet, "ollama"), 3);
     assert_eq!(chat_calls(&fleet, "vllm"), 1);
     for external in [
         "groq",
@@ -303,5 +310,43 @@ async fn a_private_cascade_keeps_every_step_in_the_cluster() {
             "{external} received a private request"
         );
     }
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doubtful_judge_escalates_and_a_confident_one_does_not() {
+    let (fleet, _dir) = fleet(r#"["judge"]"#, "mean").await;
+    // The directive is addressed to the in-cluster judge (Ollama) only: it
+    // decides the judge's reply, not the cheap model's answer.
+    let trusted = fleet
+        .route(simple(
+            "Name the largest planet. [[emulator:reply=0.9@ollama]]",
+        ))
+        .await;
+    assert_eq!(trusted.status, 200, "{}", trusted.json);
+    let route = &trusted.json["route"];
+    let cascade = &route["cascade"];
+    assert_eq!(cascade["signals"]["judge"], 0.9, "{cascade}");
+    assert_eq!(cascade["judge"]["model"], "ollama/local", "{cascade}");
+    assert_eq!(cascade["judge"]["outcome"], "ok", "{cascade}");
+    assert_eq!(cascade["escalated"], false, "{cascade}");
+    assert_eq!(trusted.json["provider"], "openai");
+    // The judge is not among the calls that could answer.
+    let attempts = route["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{route}");
+    assert_eq!(attempts[0]["model"], CHEAP, "{route}");
+
+    let doubted = fleet
+        .route(simple(
+            "Name the largest planet. [[emulator:reply=0.1@ollama]]",
+        ))
+        .await;
+    assert_eq!(doubted.status, 200, "{}", doubted.json);
+    let cascade = &doubted.json["route"]["cascade"];
+    assert_eq!(cascade["signals"]["judge"], 0.1, "{cascade}");
+    assert_eq!(cascade["escalated"], true, "{cascade}");
+    assert_eq!(doubted.json["provider"], "vertex");
+    assert_eq!(chat_calls(&fleet, "ollama"), 2, "one verdict per answer");
+    assert_eq!(chat_calls(&fleet, "vertex"), 1);
     fleet.stop().await;
 }

@@ -470,6 +470,13 @@ pub struct CascadeExplanation {
     pub cheap_cost_usd: Option<f64>,
     /// Time spent on the cheap calls, in milliseconds.
     pub cheap_latency_ms: u64,
+    /// The call to the judge model, when the `judge` signal is read (not
+    /// among `attempts`, which are the calls that could answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<Attempt>,
+    /// What judging cost (part of the answer's `cost_usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_cost_usd: Option<f64>,
 }
 
 /// The cascade's signals; each absent when not configured or unavailable.

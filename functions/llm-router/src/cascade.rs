@@ -1,6 +1,7 @@
 //! The cascade at work: the cheap model's answer, on a rule that escalates
 //! and with `[cascade]` on for it, is judged before it is returned (token
-//! log-probabilities, agreement of extra cheap samples), and escalated
+//! log-probabilities, agreement of extra cheap samples, an in-cluster
+//! judge model's verdict), and escalated
 //! when the confidence falls below the calibrated threshold. Every cheap
 //! call is settled (live latency, tenant spend) and billed in the answer's
 //! cost; `route.cascade` shows the judgement.
@@ -8,26 +9,31 @@
 //! Privacy holds by construction: the extra samples go to the primary
 //! model, the escalation to the decision's escalation target, and both
 //! passed the request's hard constraints (a private request only ever has
-//! in-cluster ones); provider-proxy refuses anything else.
+//! in-cluster ones); the judge is in-cluster (the policy is refused
+//! otherwise, and it is checked again here); provider-proxy refuses
+//! anything else.
 
 use std::sync::Arc;
 
 use faas_runtime::register_metric;
 use futures_util::future::join_all;
 use prometheus::{IntCounterVec, Opts, Registry};
-use routing_core::api::{CascadeExplanation, CascadeSignals, ProxyStreamEvent, RouteExplanation};
-use routing_core::chat::FinishReason;
+use routing_core::api::{
+    Attempt, CascadeExplanation, CascadeSignals, ProxyStreamEvent, RouteExplanation,
+};
+use routing_core::chat::{FinishReason, Locality, Role};
 use routing_core::policy::{
     CascadeCalibrator, CascadeConfig, CascadeScope, CascadeSignal, ModelEntry, combine,
-    sample_agreement,
+    judge_messages, parse_verdict, sample_agreement,
 };
 use tokio::time::Instant;
 
 use super::{Answer, Call, Plan, RoutedStream, Router, attempt, millis};
 use crate::error::RouterError;
 
-/// How one call samples: seed, temperature, log-probabilities.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// How one call samples: seed, temperature, log-probabilities, and the
+/// conversation when it is not the request's (the judge's).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Sample {
     /// The seed; `None`: the provider's own.
     pub seed: Option<u64>,
@@ -35,6 +41,10 @@ pub(crate) struct Sample {
     pub temperature: Option<f32>,
     /// Ask for the answer's token log-probabilities.
     pub logprobs: bool,
+    /// Replaces the request's conversation (and its stop sequences).
+    pub messages: Option<Vec<routing_core::chat::Message>>,
+    /// Replaces the request's `max_tokens`.
+    pub max_tokens: Option<u32>,
 }
 
 /// The cascade's state in the router: its confidence windows and its
@@ -142,7 +152,7 @@ impl Router {
                 let sample = Sample {
                     seed: Some(seed(call.id, k)),
                     temperature: Some(config.sample_temperature),
-                    logprobs: false,
+                    ..Sample::default()
                 };
                 async move {
                     let started = Instant::now();
@@ -181,6 +191,13 @@ impl Router {
                 .as_deref()
                 .and_then(|text| sample_agreement(text, &others));
         }
+        let (mut judge_call, mut judge_cost) = (None, None);
+        if config.reads(CascadeSignal::Judge) {
+            let (verdict, cost, called) = self.ask_judge(plan, &config, &answer, call).await;
+            signals.judge = verdict;
+            judge_cost = cost;
+            judge_call = called;
+        }
         let confidence = combine(config.combine, &signals);
         let threshold = self.cascade.calibrator.threshold(&config, &scope);
         let escalate = confidence.is_some_and(|c| c < threshold.value);
@@ -206,6 +223,8 @@ impl Router {
             cheap_calls,
             cheap_cost_usd: cheap_cost,
             cheap_latency_ms,
+            judge: judge_call,
+            judge_cost_usd: judge_cost,
         });
         let reason = confidence.filter(|_| escalate).map(|c| {
             format!(
@@ -215,11 +234,68 @@ impl Router {
         });
         (
             Answer {
-                cost_usd: cheap_cost,
+                cost_usd: add(cheap_cost, judge_cost),
                 ..answer
             },
             reason,
         )
+    }
+
+    /// The judge model's verdict on `answer` (`None` when it could not be
+    /// asked or gave no number), what asking cost, and the call.
+    async fn ask_judge(
+        &self,
+        plan: &Plan,
+        config: &CascadeConfig,
+        answer: &Answer,
+        call: &Call<'_>,
+    ) -> (Option<f64>, Option<f64>, Option<Attempt>) {
+        let policy = self.policy.current();
+        let Some(judge) = config
+            .judge_model
+            .as_deref()
+            .and_then(|id| policy.model(id))
+            // Loaded policies guarantee it; a judge never sees a prompt
+            // outside the cluster whatever happens.
+            .filter(|m| m.locality == Locality::InCluster)
+        else {
+            return (None, None, None);
+        };
+        let question = plan
+            .request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map_or("", |m| m.content.as_str());
+        let sample = Sample {
+            temperature: Some(0.0),
+            messages: Some(judge_messages(
+                question,
+                answer.output.as_deref().unwrap_or_default(),
+            )),
+            max_tokens: Some(8),
+            ..Sample::default()
+        };
+        let started = Instant::now();
+        match self.call_model_with(plan, judge, call, sample).await {
+            Ok(verdict) => {
+                self.settle(plan, judge, started, &verdict);
+                (
+                    verdict.output.as_deref().and_then(parse_verdict),
+                    verdict.cost_usd,
+                    Some(attempt(judge, "ok", started)),
+                )
+            }
+            Err(error) => {
+                tracing::info!(call_id = call.id, model = %judge.id, error = error.metric_label(), "cascade judge failed");
+                (
+                    None,
+                    None,
+                    Some(attempt(judge, error.metric_label(), started)),
+                )
+            }
+        }
     }
 
     /// A stream whose cheap answer the cascade judges: the whole answer is

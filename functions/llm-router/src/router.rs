@@ -917,15 +917,19 @@ impl Router {
         stream: bool,
         sample: Sample,
     ) -> ProxyRequest {
+        let (messages, stop) = match sample.messages {
+            Some(messages) => (messages, Vec::new()),
+            None => (plan.request.messages.clone(), plan.request.stop.clone()),
+        };
         ProxyRequest {
             provider: model.provider.clone(),
             model: model.model.clone(),
             task: plan.task,
             private: plan.request.private,
-            messages: plan.request.messages.clone(),
-            max_tokens: plan.request.max_tokens,
+            messages,
+            max_tokens: sample.max_tokens.or(plan.request.max_tokens),
             temperature: sample.temperature.or(plan.request.temperature),
-            stop: plan.request.stop.clone(),
+            stop,
             timeout_ms: Some(millis(remaining.saturating_sub(PROXY_MARGIN)).max(1)),
             stream,
             seed: sample.seed,
