@@ -117,8 +117,8 @@ struct WireGenerationConfig<'a> {
     stop_sequences: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    response_logprobs: bool,
+    // No responseLogprobs: some Gemini models refuse it with a 400, and
+    // every answer carries avgLogprobs, all the cascade's confidence needs.
 }
 
 impl WireGenerationConfig<'_> {
@@ -127,7 +127,6 @@ impl WireGenerationConfig<'_> {
             && self.max_output_tokens.is_none()
             && self.stop_sequences.is_empty()
             && self.seed.is_none()
-            && !self.response_logprobs
     }
 }
 
@@ -377,7 +376,6 @@ pub fn build_generate_request(
             max_output_tokens: req.max_tokens,
             stop_sequences: &req.stop,
             seed: req.seed,
-            response_logprobs: req.logprobs,
         },
     };
     let url = if stream {
@@ -519,8 +517,8 @@ fn candidate_text(candidate: &WireCandidate) -> String {
         .unwrap_or_default()
 }
 
-/// The chosen tokens' log-probabilities (`logprobsResult`, with
-/// `responseLogprobs`), else the candidate's `avgLogprobs`.
+/// The chosen tokens' log-probabilities (`logprobsResult`, when a caller
+/// asked for `responseLogprobs`), else the candidate's `avgLogprobs`.
 fn candidate_logprobs(candidate: &WireCandidate) -> Option<Logprobs> {
     let chosen = candidate
         .logprobs_result

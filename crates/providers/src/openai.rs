@@ -254,6 +254,14 @@ fn auth_headers(
     Ok(headers)
 }
 
+/// OpenAI's reasoning models (o-series, gpt-5) refuse `logprobs` with a 400.
+fn is_reasoning_model(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    ["o1", "o3", "o4", "gpt-5"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
 /// `POST {base}/chat/completions`.
 pub fn build_chat_request(
     provider: &str,
@@ -294,7 +302,7 @@ pub fn build_chat_request(
             .seed
             .filter(|_| !matches!(flavor, Flavor::Mistral | Flavor::DeepSeek)),
         random_seed: req.seed.filter(|_| flavor == Flavor::Mistral),
-        logprobs: req.logprobs && flavor.returns_logprobs(),
+        logprobs: req.logprobs && flavor.returns_logprobs() && !is_reasoning_model(&req.model),
     };
     transport::build(
         provider,
@@ -701,6 +709,34 @@ mod tests {
             seed: None,
             logprobs: false,
         }
+    }
+
+    #[test]
+    fn logprobs_are_asked_only_where_they_are_answered() {
+        let asked = |flavor, model: &str| {
+            let mut req = request();
+            req.model = model.to_owned();
+            req.logprobs = true;
+            req.seed = Some(7);
+            let r = build_chat_request("p", flavor, "http://x/v1", None, &req, false).unwrap();
+            let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+            (body.get("logprobs").cloned(), body.get("seed").cloned())
+        };
+        assert_eq!(
+            asked(Flavor::OpenAi, "gpt-4.1-nano"),
+            (Some(serde_json::json!(true)), Some(serde_json::json!(7)))
+        );
+        assert_eq!(asked(Flavor::OpenAi, "gpt-5-mini").0, None);
+        assert_eq!(asked(Flavor::OpenRouter, "openai/o4-mini").0, None);
+        assert_eq!(
+            asked(Flavor::Vllm, "Qwen/Qwen2.5-7B-Instruct").0,
+            Some(serde_json::json!(true))
+        );
+        assert_eq!(asked(Flavor::Groq, "llama-3.1-8b-instant").0, None);
+        assert_eq!(
+            asked(Flavor::DeepSeek, "deepseek-chat"),
+            (Some(serde_json::json!(true)), None)
+        );
     }
 
     #[test]

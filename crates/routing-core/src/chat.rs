@@ -64,8 +64,9 @@ pub struct ChatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Ask for the generated tokens' log-probabilities. Clients send it
-    /// only to providers known to return them (OpenAI, OpenRouter,
-    /// DeepSeek, vLLM, Ollama, Vertex, Gemini) and ignore it elsewhere.
+    /// only to providers known to return them (OpenAI but its reasoning
+    /// models, OpenRouter, DeepSeek, vLLM, Ollama) and ignore it elsewhere;
+    /// Gemini and Vertex report their mean on every answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub logprobs: bool,
 }
