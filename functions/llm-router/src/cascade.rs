@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use faas_runtime::register_metric;
 use futures_util::future::join_all;
+use gateway_client::InvokeError;
 use prometheus::{IntCounterVec, Opts, Registry};
 use routing_core::api::{
     Attempt, CascadeExplanation, CascadeSignals, ProxyStreamEvent, RouteExplanation,
@@ -114,14 +115,39 @@ impl Router {
         Some((config.clone(), scope))
     }
 
-    /// How the primary model is asked: for its log-probabilities when the
-    /// cascade reads them.
-    pub(super) fn first_sample(&self, plan: &Plan) -> Sample {
-        Sample {
-            logprobs: self
+    /// Calls the chain's `position`-th model; the primary is asked for its
+    /// log-probabilities when the cascade reads them, and asked again
+    /// without when its provider refuses the request with them (a 400:
+    /// not every model returns them).
+    pub(super) async fn call_candidate(
+        &self,
+        plan: &Plan,
+        model: &ModelEntry,
+        call: &Call<'_>,
+        position: usize,
+    ) -> Result<Answer, RouterError> {
+        let logprobs = position == 0
+            && self
                 .cascade_scope(plan)
-                .is_some_and(|(config, _)| config.reads(CascadeSignal::Logprobs)),
+                .is_some_and(|(config, _)| config.reads(CascadeSignal::Logprobs));
+        if !logprobs {
+            return self.call_model(plan, model, call).await;
+        }
+        let sample = Sample {
+            logprobs: true,
             ..Sample::default()
+        };
+        match self.call_model_with(plan, model, call, sample).await {
+            Err(error)
+                if matches!(
+                    error.downstream(),
+                    Some(InvokeError::Failed { status: 400, .. })
+                ) =>
+            {
+                tracing::info!(call_id = call.id, model = %model.id, "log-probabilities refused; asking without");
+                self.call_model(plan, model, call).await
+            }
+            answered => answered,
         }
     }
 

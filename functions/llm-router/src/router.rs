@@ -747,12 +747,7 @@ impl Router {
         for (position, candidate) in plan.decision.chain().enumerate() {
             let model = &candidate.model;
             let started = Instant::now();
-            let sample = if position == 0 {
-                self.first_sample(plan)
-            } else {
-                Sample::default()
-            };
-            match self.call_model_with(plan, model, call, sample).await {
+            match self.call_candidate(plan, model, call, position).await {
                 Ok(answer) => {
                     self.settle(plan, model, started, &answer);
                     explanation.attempts.push(attempt(model, "ok", started));
