@@ -224,6 +224,10 @@ async fn low_token_confidence_escalates_billing_both_attempts_and_high_does_not(
         router.contains(r#"llm_router_escalations_total{reason="cascade"} 2"#),
         "{router}"
     );
+    assert!(
+        router.contains("llm_router_cascade_threshold 0.5"),
+        "{router}"
+    );
     fleet.stop().await;
 }
 

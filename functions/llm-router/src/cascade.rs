@@ -18,14 +18,14 @@ use std::sync::Arc;
 use faas_runtime::register_metric;
 use futures_util::future::join_all;
 use gateway_client::InvokeError;
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 use routing_core::api::{
     Attempt, CascadeExplanation, CascadeSignals, ProxyStreamEvent, RouteExplanation,
 };
 use routing_core::chat::{FinishReason, Locality, Role};
 use routing_core::policy::{
-    CascadeCalibrator, CascadeConfig, CascadeScope, CascadeSignal, ModelEntry, combine,
-    judge_messages, parse_verdict, sample_agreement,
+    CascadeCalibrator, CascadeConfig, CascadeScope, CascadeSignal, ModelEntry, Policy, ScopeKey,
+    combine, judge_messages, parse_verdict, sample_agreement,
 };
 use tokio::time::Instant;
 
@@ -53,13 +53,15 @@ pub(crate) struct Sample {
 pub(super) struct Cascade {
     calibrator: CascadeCalibrator,
     decisions: IntCounterVec,
+    threshold: Gauge,
+    window_size: IntGauge,
 }
 
 /// Outcomes of `llm_router_cascade_decisions_total`.
 const OUTCOMES: [&str; 3] = ["accepted", "escalated", "unjudged"];
 
 impl Cascade {
-    pub(super) fn register(registry: &Registry) -> Result<Self, String> {
+    pub(super) fn register(registry: &Registry, policy: &Policy) -> Result<Self, String> {
         let decisions = register_metric(
             registry,
             IntCounterVec::new(
@@ -75,10 +77,45 @@ impl Cascade {
         for outcome in OUTCOMES {
             decisions.with_label_values(&[outcome]);
         }
-        Ok(Self {
+        let threshold = register_metric(
+            registry,
+            Gauge::new(
+                "llm_router_cascade_threshold",
+                "Confidence below which the cascade escalates a cheap answer (global window; \
+                 +Inf: every answer is).",
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let window_size = register_metric(
+            registry,
+            IntGauge::new(
+                "llm_router_cascade_window_size",
+                "Confidences in the cascade's global window at its last merge.",
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let cascade = Self {
             calibrator: CascadeCalibrator::default(),
             decisions,
-        })
+            threshold,
+            window_size,
+        };
+        cascade.show(policy.cascade());
+        Ok(cascade)
+    }
+
+    /// The global window's threshold, as gauges.
+    fn show(&self, config: &CascadeConfig) {
+        let global = self.calibrator.threshold(
+            config,
+            &CascadeScope {
+                key: ScopeKey::Global,
+                target: config.target_escalation_share,
+            },
+        );
+        self.threshold.set(global.value);
+        self.window_size
+            .set(i64::try_from(global.n).unwrap_or(i64::MAX));
     }
 }
 
@@ -228,8 +265,11 @@ impl Router {
         let threshold = self.cascade.calibrator.threshold(&config, &scope);
         let escalate = confidence.is_some_and(|c| c < threshold.value);
         let due = confidence.is_some_and(|c| self.cascade.calibrator.record(&config, &scope, c));
-        if due && let Err(e) = self.cascade.calibrator.refresh(&scope.key, &config).await {
-            tracing::warn!(window = %scope.key, error = %e, "cascade window not merged");
+        if due {
+            if let Err(e) = self.cascade.calibrator.refresh(&scope.key, &config).await {
+                tracing::warn!(window = %scope.key, error = %e, "cascade window not merged");
+            }
+            self.cascade.show(&config);
         }
         let outcome = match (confidence, escalate) {
             (None, _) => "unjudged",

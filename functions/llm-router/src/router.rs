@@ -373,7 +373,7 @@ impl Router {
             )),
             feedback,
             explorations,
-            cascade: cascade::Cascade::register(registry)?,
+            cascade: cascade::Cascade::register(registry, &current)?,
         })
     }
 
