@@ -278,10 +278,12 @@ async fn disagreeing_samples_escalate_and_agreeing_ones_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_cascade_keeps_every_step_in_the_cluster() {
     let (fleet, _dir) = fleet(r#"["logprobs", "agreement", "judge"]"#, "min").await;
+    // Sure tokens but unstable samples: every signal is read, and the
+    // disagreement escalates.
     let answer = fleet
         .route(
             json!({"task": "generate", "private": true, "max_latency_ms": 20000,
-                      "prompt": "Summarise our payroll file. [[emulator:confidence=0.2]]"}),
+                      "prompt": "Summarise our payroll file. [[emulator:unstable]]"}),
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.json);
@@ -290,6 +292,14 @@ async fn a_private_cascade_keeps_every_step_in_the_cluster() {
     let cascade = &route["cascade"];
     assert_eq!(cascade["escalated"], true, "{cascade}");
     assert_eq!(cascade["cheap_calls"], 2, "{cascade}");
+    assert!(
+        cascade["signals"]["logprobs"].as_f64().unwrap() > 0.9,
+        "{cascade}"
+    );
+    assert!(
+        cascade["signals"]["agreement"].as_f64().unwrap() < 0.5,
+        "{cascade}"
+    );
     assert_eq!(cascade["judge"]["model"], "ollama/local", "{cascade}");
     assert_eq!(route["escalated"]["from"], "ollama/local", "{route}");
     assert_eq!(answer.json["provider"], "vllm", "{}", answer.json);
@@ -352,5 +362,23 @@ async fn a_doubtful_judge_escalates_and_a_confident_one_does_not() {
     assert_eq!(doubted.json["provider"], "vertex");
     assert_eq!(chat_calls(&fleet, "ollama"), 2, "one verdict per answer");
     assert_eq!(chat_calls(&fleet, "vertex"), 1);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_min_a_low_token_confidence_escalates_without_more_calls() {
+    let (fleet, _dir) = fleet(r#"["logprobs", "agreement"]"#, "min").await;
+    let answer = fleet
+        .route(simple(
+            "Name the capital of Peru. [[emulator:confidence=0.2]]",
+        ))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let cascade = &answer.json["route"]["cascade"];
+    assert_eq!(cascade["escalated"], true, "{cascade}");
+    assert_eq!(cascade["cheap_calls"], 1, "{cascade}");
+    assert!(cascade["signals"].get("agreement").is_none(), "{cascade}");
+    assert_eq!(chat_calls(&fleet, "openai"), 1, "no sample was needed");
+    assert_eq!(answer.json["provider"], "vertex");
     fleet.stop().await;
 }

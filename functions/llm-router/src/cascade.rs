@@ -24,8 +24,8 @@ use routing_core::api::{
 };
 use routing_core::chat::{FinishReason, Locality, Role};
 use routing_core::policy::{
-    CascadeCalibrator, CascadeConfig, CascadeScope, CascadeSignal, ModelEntry, Policy, ScopeKey,
-    combine, judge_messages, parse_verdict, sample_agreement,
+    CascadeCalibrator, CascadeConfig, CascadeScope, CascadeSignal, Combine, ModelEntry, Policy,
+    ScopeKey, combine, judge_messages, parse_verdict, sample_agreement,
 };
 use tokio::time::Instant;
 
@@ -209,7 +209,12 @@ impl Router {
         if config.reads(CascadeSignal::Logprobs) {
             signals.logprobs = answer.logprobs.as_ref().map(|l| l.confidence());
         }
-        if config.reads(CascadeSignal::Agreement) {
+        let threshold = self.cascade.calibrator.threshold(&config, &scope);
+        // With `min`, a signal already below the threshold decides: the
+        // other signals' calls could not change the verdict.
+        let decided =
+            config.combine == Combine::Min && signals.logprobs.is_some_and(|c| c < threshold.value);
+        if config.reads(CascadeSignal::Agreement) && !decided {
             let started = Instant::now();
             let samples = (1..config.samples).map(|k| {
                 let sample = Sample {
@@ -255,14 +260,13 @@ impl Router {
                 .and_then(|text| sample_agreement(text, &others));
         }
         let (mut judge_call, mut judge_cost) = (None, None);
-        if config.reads(CascadeSignal::Judge) {
+        if config.reads(CascadeSignal::Judge) && !decided {
             let (verdict, cost, called) = self.ask_judge(plan, &config, &answer, call).await;
             signals.judge = verdict;
             judge_cost = cost;
             judge_call = called;
         }
         let confidence = combine(config.combine, &signals);
-        let threshold = self.cascade.calibrator.threshold(&config, &scope);
         let escalate = confidence.is_some_and(|c| c < threshold.value);
         let due = confidence.is_some_and(|c| self.cascade.calibrator.record(&config, &scope, c));
         if due {
