@@ -31,7 +31,7 @@ fn policy(signals: &str, combine: &str) -> String {
             "[cascade]\nenabled = false\nsignals = [\"logprobs\", \"agreement\"]\ncombine = \"mean\"",
             format!("[cascade]\nenabled = true\nsignals = {signals}\ncombine = \"{combine}\""),
         ),
-        ("calibrate = true", "calibrate = false".to_owned()),
+        ("\ncalibrate = true", "\ncalibrate = false".to_owned()),
         (
             "# judge_model = \"ollama/local\"",
             "judge_model = \"ollama/local\"".to_owned(),
@@ -56,9 +56,13 @@ fn policy(signals: &str, combine: &str) -> String {
 }
 
 async fn fleet(signals: &str, combine: &str) -> (Fleet, tempfile::TempDir) {
+    fleet_with(&policy(signals, combine)).await
+}
+
+async fn fleet_with(policy: &str) -> (Fleet, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.toml");
-    std::fs::write(&path, policy(signals, combine)).unwrap();
+    std::fs::write(&path, policy).unwrap();
     let fleet = Fleet::start(FleetOptions {
         env: BTreeMap::from([("POLICY_PATH".to_owned(), path.display().to_string())]),
         ..FleetOptions::default()
@@ -380,5 +384,61 @@ async fn with_min_a_low_token_confidence_escalates_without_more_calls() {
     assert!(cascade["signals"].get("agreement").is_none(), "{cascade}");
     assert_eq!(chat_calls(&fleet, "openai"), 1, "no sample was needed");
     assert_eq!(answer.json["provider"], "vertex");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_threshold_moves_to_the_target_escalation_share() {
+    let mut text = policy(r#"["logprobs"]"#, "mean");
+    for (from, to) in [
+        ("\ncalibrate = false", "\ncalibrate = true"),
+        ("\nwindow = 1000", "\nwindow = 20"),
+        ("\nmin_scores = 100", "\nmin_scores = 20"),
+        ("\nrecompute_every = 16", "\nrecompute_every = 4"),
+        (
+            "\ntarget_escalation_share = 0.2",
+            "\ntarget_escalation_share = 0.25",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        text = text.replacen(from, to, 1);
+    }
+    let (fleet, _dir) = fleet_with(&text).await;
+    // Twenty token confidences from 0.6 to 0.98, all above the cold-start
+    // threshold (0.5), in a scrambled order; twice.
+    let mut escalated = [0u32; 2];
+    for (round, count) in escalated.iter_mut().enumerate() {
+        for i in 0..20u32 {
+            let p = 0.6 + 0.02 * f64::from((i * 7) % 20);
+            let answer = fleet
+                .route(simple(&format!(
+                    "Question {round}-{i}. [[emulator:confidence={p:.2}]]"
+                )))
+                .await;
+            assert_eq!(answer.status, 200, "{}", answer.json);
+            let cascade = &answer.json["route"]["cascade"];
+            if cascade["escalated"] == true {
+                *count += 1;
+            }
+        }
+    }
+    // Cold, no answer is below 0.5; once the window holds 20 confidences
+    // the threshold escalates about a quarter of them.
+    assert_eq!(escalated[0], 0, "{escalated:?}");
+    assert!((3..=7).contains(&escalated[1]), "{escalated:?}");
+    let last = fleet
+        .route(simple("Question last. [[emulator:confidence=0.61]]"))
+        .await;
+    let cascade = &last.json["route"]["cascade"];
+    assert_eq!(cascade["source"], "window", "{cascade}");
+    assert_eq!(cascade["n"], 20, "{cascade}");
+    let threshold = cascade["threshold"].as_f64().unwrap();
+    assert!((0.6..0.98).contains(&threshold), "{cascade}");
+    assert_eq!(cascade["escalated"], true, "{cascade}");
+    let router = metrics(&fleet, "llm-router").await;
+    assert!(
+        router.contains("llm_router_cascade_window_size 20"),
+        "{router}"
+    );
     fleet.stop().await;
 }
