@@ -268,6 +268,7 @@ impl Proxy {
                 temperature: request.temperature,
                 stop: request.stop,
                 options: request.options,
+                logprobs: request.logprobs,
             },
             provider: request.provider,
             task: request.task,
@@ -302,6 +303,7 @@ impl Proxy {
                     usage: answer.usage,
                     cost_usd: cost,
                     latency_ms: millis(elapsed),
+                    logprobs: answer.logprobs,
                 })
             }
             Err(error) => Err(self.meter_failure(&prepared, started.elapsed(), error, call_id)),
