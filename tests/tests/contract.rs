@@ -149,6 +149,7 @@ fn chat(model: &str, prompt: &str) -> ChatRequest {
         temperature: None,
         stop: Vec::new(),
         options: Default::default(),
+        logprobs: false,
     }
 }
 

@@ -212,6 +212,11 @@ impl Call {
         fault
     }
 
+    /// The sampling directives (confidence, instability) of this request.
+    pub(crate) fn sampling(&self) -> crate::sampling::Sampling {
+        crate::sampling::Sampling::from_body(&String::from_utf8_lossy(&self.body), self.flavor())
+    }
+
     /// The latency model in force.
     pub(crate) fn latency(&self) -> LatencyModel {
         lock(&self.shared.latency).0

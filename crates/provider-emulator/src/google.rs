@@ -747,10 +747,24 @@ async fn generate(call: &Call, target: &ModelAddress, mode: StreamMode) -> Reply
         .and_then(|c| c.get("maxOutputTokens"))
         .and_then(Value::as_u64)
         .unwrap_or(65_536);
+    let sampling = call.sampling();
+    let seed = config.and_then(|c| c.get("seed")).and_then(Value::as_u64);
+    let temperature = config
+        .and_then(|c| c.get("temperature"))
+        .and_then(Value::as_f64);
     // Thinking counts against maxOutputTokens on 2.5 models.
-    let natural = conv.answer(None);
+    let natural = sampling.answer(&conv, None, seed, temperature);
     let thoughts = thoughts(&target.model, config, natural.tokens()).min(max_output);
-    let answer = conv.answer(Some(max_output - thoughts));
+    let answer = sampling.answer(&conv, Some(max_output - thoughts), seed, temperature);
+    let token_logprobs = sampling.logprobs(&conv.key(), &answer);
+    let wants_logprobs = config
+        .and_then(|c| c.get("responseLogprobs"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    let top = config
+        .and_then(|c| c.get("logprobs"))
+        .and_then(Value::as_u64)
+        .map_or(0, |n| usize::try_from(n.min(20)).unwrap_or(0));
     let generation = Generation {
         prompt,
         thoughts,
@@ -770,7 +784,7 @@ async fn generate(call: &Call, target: &ModelAddress, mode: StreamMode) -> Reply
     {
         return reply;
     }
-    let value = response_object(
+    let mut value = response_object(
         call,
         &target.model,
         &response_id,
@@ -778,6 +792,30 @@ async fn generate(call: &Call, target: &ModelAddress, mode: StreamMode) -> Reply
         Some(generation.finish),
         usage_metadata(call, &generation, true),
     );
+    if !token_logprobs.is_empty() {
+        let mean =
+            token_logprobs.iter().map(|t| t.logprob).sum::<f64>() / token_logprobs.len() as f64;
+        value["candidates"][0]["avgLogprobs"] = json!(mean);
+    }
+    if wants_logprobs {
+        let chosen: Vec<Value> = token_logprobs
+            .iter()
+            .map(|t| json!({"token": t.token, "logProbability": t.logprob}))
+            .collect();
+        let top_candidates: Vec<Value> = token_logprobs
+            .iter()
+            .map(|t| {
+                let candidates: Vec<Value> = std::iter::once(t.clone())
+                    .chain(t.alternatives(top.saturating_sub(1)))
+                    .take(top)
+                    .map(|a| json!({"token": a.token, "logProbability": a.logprob}))
+                    .collect();
+                json!({"candidates": candidates})
+            })
+            .collect();
+        value["candidates"][0]["logprobsResult"] =
+            json!({"topCandidates": top_candidates, "chosenCandidates": chosen});
+    }
     let text = value.to_string();
     match fault {
         Some(Fault::StreamCut) => cut_body(call, JSON_TYPE, text.into_bytes()).into(),

@@ -19,7 +19,8 @@
 //! # Layout
 //! - [`flavor`]: which provider, and its fixed facts.
 //! - [`credentials`]: what requests authenticate with; throw-away keys.
-//! - [`faults`], [`latency`], [`stats`], [`text`]: shared behaviour.
+//! - [`faults`], [`latency`], [`stats`], [`text`]: shared behaviour;
+//!   [`sampling`]: log-probabilities and sample agreement, set from the prompt.
 //! - `server`: the HTTP server and admin endpoints (`/_emulator/...`).
 //! - `ollama`, `openai`, `anthropic`, `google`, `bedrock`: the protocols.
 #![forbid(unsafe_code)]
@@ -38,6 +39,7 @@ mod google;
 pub mod latency;
 mod ollama;
 mod openai;
+pub mod sampling;
 mod server;
 pub mod stats;
 pub mod text;

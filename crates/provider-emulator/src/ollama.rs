@@ -275,7 +275,37 @@ async fn generate(call: &Call, mode: Mode) -> Reply {
         .and_then(|o| o.get("num_predict"))
         .and_then(Value::as_i64)
         .and_then(|n| u64::try_from(n).ok());
-    let answer = conv.answer(max_tokens);
+    let options = body.get("options");
+    let sampling = call.sampling();
+    let answer = sampling.answer(
+        &conv,
+        max_tokens,
+        options.and_then(|o| o.get("seed")).and_then(Value::as_u64),
+        options
+            .and_then(|o| o.get("temperature"))
+            .and_then(Value::as_f64),
+    );
+    // `logprobs: true` (and `top_logprobs: N`) at the top level.
+    let logprobs: Option<Vec<Value>> = (body.get("logprobs").and_then(Value::as_bool)
+        == Some(true))
+    .then(|| {
+        let top = body
+            .get("top_logprobs")
+            .and_then(Value::as_u64)
+            .map_or(0, |n| usize::try_from(n.min(20)).unwrap_or(0));
+        sampling
+            .logprobs(&conv.key(), &answer)
+            .iter()
+            .map(|t| {
+                let alternatives: Vec<Value> = std::iter::once(t.clone())
+                    .chain(t.alternatives(top.saturating_sub(1)))
+                    .take(top)
+                    .map(|a| json!({"token": a.token, "logprob": a.logprob, "bytes": a.token.as_bytes()}))
+                    .collect();
+                json!({"token": t.token, "logprob": t.logprob, "bytes": t.token.as_bytes(), "top_logprobs": alternatives})
+            })
+            .collect()
+    });
     let metrics = metrics(call, &model, &conv, answer.tokens());
     let done_reason = match answer.finish {
         Finish::Stop => "stop",
@@ -301,6 +331,9 @@ async fn generate(call: &Call, mode: Mode) -> Reply {
 
     if !stream {
         final_obj.insert(content_key.into(), piece(&answer.text()));
+        if let Some(logprobs) = &logprobs {
+            final_obj.insert("logprobs".into(), json!(logprobs));
+        }
         let text = Value::Object(final_obj).to_string();
         if let Err(reply) = call.wait_for_answer(answer.tokens()).await {
             return reply;
@@ -318,13 +351,17 @@ async fn generate(call: &Call, mode: Mode) -> Reply {
     let mut lines: Vec<(u64, Bytes)> = answer
         .pieces
         .iter()
-        .map(|p| {
-            let line = json!({
+        .enumerate()
+        .map(|(i, p)| {
+            let mut line = json!({
                 "model": model,
                 "created_at": rfc3339_nanos_now(),
                 content_key: piece(p),
                 "done": false,
             });
+            if let Some(entry) = logprobs.as_ref().and_then(|l| l.get(i)) {
+                line["logprobs"] = json!([entry]);
+            }
             (1, ndjson_line(&line))
         })
         .collect();

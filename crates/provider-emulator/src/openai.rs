@@ -19,6 +19,7 @@ use crate::exchange::{
 };
 use crate::faults::Fault;
 use crate::flavor::ProviderFlavor;
+use crate::sampling::TokenLogprob;
 use crate::text::{Conversation, Finish, content_text, embed, estimate_tokens};
 
 const SSE_TYPE: &str = "text/event-stream; charset=utf-8";
@@ -596,6 +597,10 @@ struct ChatFacts {
     stream: bool,
     include_usage: bool,
     continuous_usage: bool,
+    seed: Option<u64>,
+    temperature: Option<f64>,
+    /// `logprobs: true`, and how many alternatives per token.
+    logprobs: Option<usize>,
 }
 
 fn chat_facts(call: &Call, body: &Map<String, Value>) -> Result<ChatFacts, Reply> {
@@ -630,7 +635,17 @@ fn chat_facts(call: &Call, body: &Map<String, Value>) -> Result<ChatFacts, Reply
         .or_else(|| body.get("max_tokens"))
         .and_then(Value::as_u64);
     let options = body.get("stream_options");
+    let logprobs = (body.get("logprobs").and_then(Value::as_bool) == Some(true)
+        && returns_logprobs(call.flavor()))
+    .then(|| {
+        body.get("top_logprobs")
+            .and_then(Value::as_u64)
+            .map_or(0, |n| usize::try_from(n.min(20)).unwrap_or(0))
+    });
     Ok(ChatFacts {
+        seed: body.get("seed").and_then(Value::as_u64),
+        temperature: body.get("temperature").and_then(Value::as_f64),
+        logprobs,
         model,
         conv,
         max_tokens,
@@ -643,6 +658,34 @@ fn chat_facts(call: &Call, body: &Map<String, Value>) -> Result<ChatFacts, Reply
             .and_then(|o| o.get("continuous_usage_stats"))
             .and_then(Value::as_bool)
             .unwrap_or(false),
+    })
+}
+
+/// Whether this server answers `logprobs: true` (Groq and Mistral do
+/// not: the field stays `null` or absent).
+fn returns_logprobs(flavor: ProviderFlavor) -> bool {
+    matches!(
+        flavor,
+        ProviderFlavor::OpenAi
+            | ProviderFlavor::OpenRouter
+            | ProviderFlavor::DeepSeek
+            | ProviderFlavor::Vllm
+            | ProviderFlavor::Ollama
+    )
+}
+
+/// One token's `logprobs.content` entry.
+fn logprob_entry(token: &TokenLogprob, top: usize) -> Value {
+    let alternatives: Vec<Value> = std::iter::once(token.clone())
+        .chain(token.alternatives(top.saturating_sub(1)))
+        .take(top)
+        .map(|t| json!({"token": t.token, "logprob": t.logprob, "bytes": t.token.as_bytes()}))
+        .collect();
+    json!({
+        "token": token.token,
+        "logprob": token.logprob,
+        "bytes": token.token.as_bytes(),
+        "top_logprobs": alternatives,
     })
 }
 
@@ -675,7 +718,12 @@ async fn chat(call: &Call) -> Reply {
         let err = context_too_long(flavor, prompt_tokens, facts.max_tokens.unwrap_or(0));
         return render_error(call, &err).into();
     }
-    let answer = facts.conv.answer(facts.max_tokens);
+    let sampling = call.sampling();
+    let answer = sampling.answer(&facts.conv, facts.max_tokens, facts.seed, facts.temperature);
+    let logprobs = facts.logprobs.map(|top| {
+        let tokens = sampling.logprobs(&facts.conv.key(), &answer);
+        (tokens, top)
+    });
     let usage = Usage {
         prompt: prompt_tokens,
         completion: answer.tokens(),
@@ -686,12 +734,20 @@ async fn chat(call: &Call) -> Reply {
     };
     let ids = Ids::new(call);
     if facts.stream {
-        return stream_chat(call, &facts, &ids, &answer.pieces, finish, usage, fault);
+        let tokens = Tokens {
+            pieces: &answer.pieces,
+            logprobs: logprobs.as_ref(),
+        };
+        return stream_chat(call, &facts, &ids, &tokens, finish, usage, fault);
     }
     if let Err(reply) = call.wait_for_answer(usage.completion).await {
         return reply;
     }
-    let value = completion_body(call, &facts.model, &ids, &answer.text(), finish, usage);
+    let mut value = completion_body(call, &facts.model, &ids, &answer.text(), finish, usage);
+    if let Some((tokens, top)) = &logprobs {
+        let content: Vec<Value> = tokens.iter().map(|t| logprob_entry(t, *top)).collect();
+        value["choices"][0]["logprobs"] = json!({"content": content, "refusal": null});
+    }
     let text = value.to_string();
     let mut resp = match fault {
         Some(Fault::StreamCut) => cut_body(call, JSON_TYPE, text.into_bytes()),
@@ -882,15 +938,23 @@ fn sse(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
 
+/// A streamed answer's pieces, with their log-probabilities (and how many
+/// alternatives each) when asked for.
+struct Tokens<'a> {
+    pieces: &'a [String],
+    logprobs: Option<&'a (Vec<TokenLogprob>, usize)>,
+}
+
 fn stream_chat(
     call: &Call,
     facts: &ChatFacts,
     ids: &Ids,
-    pieces: &[String],
+    tokens: &Tokens<'_>,
     finish: &str,
     usage: Usage,
     fault: Option<Fault>,
 ) -> Reply {
+    let (pieces, logprobs) = (tokens.pieces, tokens.logprobs);
     let flavor = call.flavor();
     // OpenAI marks every chunk `usage: null` when usage was asked for.
     let usage_null = facts.include_usage && flavor != ProviderFlavor::Mistral;
@@ -949,6 +1013,9 @@ fn stream_chat(
     let last = pieces.len().saturating_sub(1);
     for (i, piece) in pieces.iter().enumerate() {
         let mut c = chunk(json!({"content": piece}), None, &[]);
+        if let Some(token) = logprobs.and_then(|(tokens, top)| Some((tokens.get(i)?, *top))) {
+            c["choices"][0]["logprobs"] = json!({"content": [logprob_entry(token.0, token.1)]});
+        }
         if flavor == ProviderFlavor::Mistral && i == last {
             // Mistral finishes on the last content chunk, with usage.
             c["choices"][0]["finish_reason"] = json!(finish);

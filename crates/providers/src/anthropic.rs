@@ -268,6 +268,7 @@ pub fn parse_messages_response(body: &[u8]) -> Result<ChatResponse, ProviderErro
             .as_deref()
             .map_or(FinishReason::Other, finish_reason),
         usage: usage(&wire.usage),
+        logprobs: None,
     })
 }
 
@@ -514,6 +515,7 @@ mod tests {
             temperature: Some(0.25),
             stop: vec![],
             options: Default::default(),
+            logprobs: false,
         };
         let key = Secret::new("sk-ant-test");
         let r = build_messages_request("anthropic", "https://api.anthropic.com", &key, &req, true)
@@ -545,6 +547,7 @@ mod tests {
                 frequency_penalty: Some(0.5),
                 user: Some("u-1".into()),
             },
+            logprobs: false,
         };
         let key = Secret::new("sk-ant-test");
         let body = |req: &ChatRequest| -> serde_json::Value {

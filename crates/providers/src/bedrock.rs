@@ -403,6 +403,7 @@ pub fn parse_converse_response(model: &str, body: &[u8]) -> Result<ChatResponse,
             .as_deref()
             .map_or(FinishReason::Other, finish_reason),
         usage: usage(&wire.usage),
+        logprobs: None,
     })
 }
 
@@ -706,6 +707,7 @@ mod tests {
             temperature: None,
             stop: vec![],
             options: Default::default(),
+            logprobs: false,
         }
     }
 

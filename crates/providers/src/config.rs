@@ -720,6 +720,7 @@ mod tests {
             temperature: None,
             stop: vec![],
             options: Default::default(),
+            logprobs: false,
         };
         for (name, reason) in [
             ("groq", "secret groq-api-key is missing"),

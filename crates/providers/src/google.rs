@@ -19,7 +19,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, ProviderError, ProviderKind, Role, Usage, error_class, retry_after,
+    FinishReason, Logprobs, ProviderError, ProviderKind, Role, Usage, error_class, retry_after,
 };
 use google_auth::{GoogleAuth, GoogleAuthError};
 use secrets::Secret;
@@ -123,6 +123,8 @@ struct WireGenerationConfig<'a> {
     presence_penalty: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     frequency_penalty: Option<f32>,
+    // No responseLogprobs: some Gemini models refuse it with a 400, and
+    // every answer carries avgLogprobs, all the cascade's confidence needs.
 }
 
 impl WireGenerationConfig<'_> {
@@ -134,6 +136,7 @@ impl WireGenerationConfig<'_> {
             && self.seed.is_none()
             && self.presence_penalty.is_none()
             && self.frequency_penalty.is_none()
+            && self.seed.is_none()
     }
 }
 
@@ -167,6 +170,24 @@ struct WireCandidate {
     content: Option<WireCandidateContent>,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    avg_logprobs: Option<f64>,
+    #[serde(default)]
+    logprobs_result: Option<WireLogprobsResult>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireLogprobsResult {
+    #[serde(default)]
+    chosen_candidates: Vec<WireLogprobCandidate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireLogprobCandidate {
+    #[serde(default)]
+    log_probability: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -517,6 +538,25 @@ fn candidate_text(candidate: &WireCandidate) -> String {
         .unwrap_or_default()
 }
 
+/// The chosen tokens' log-probabilities (`logprobsResult`, when a caller
+/// asked for `responseLogprobs`), else the candidate's `avgLogprobs`.
+fn candidate_logprobs(candidate: &WireCandidate) -> Option<Logprobs> {
+    let chosen = candidate
+        .logprobs_result
+        .as_ref()
+        .map(|r| &r.chosen_candidates)
+        .filter(|c| !c.is_empty());
+    match chosen {
+        Some(chosen) => Logprobs::from_tokens(
+            chosen
+                .iter()
+                .map(|c| c.log_probability.unwrap_or(f64::NAN))
+                .collect(),
+        ),
+        None => candidate.avg_logprobs.and_then(Logprobs::from_mean),
+    }
+}
+
 /// Parses a `generateContent` answer. A blocked prompt (no candidates,
 /// `promptFeedback.blockReason`) is an empty, content-filtered answer.
 pub fn parse_generate_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
@@ -542,6 +582,7 @@ pub fn parse_generate_response(body: &[u8]) -> Result<ChatResponse, ProviderErro
         text: first.map(candidate_text).unwrap_or_default(),
         finish_reason: finish,
         usage: wire.usage_metadata.as_ref().map(usage).unwrap_or_default(),
+        logprobs: first.and_then(candidate_logprobs),
     })
 }
 
@@ -947,6 +988,7 @@ mod tests {
             temperature: Some(0.5),
             stop: vec![],
             options: Default::default(),
+            logprobs: false,
         }
     }
 

@@ -86,7 +86,7 @@ pub use error::ProviderError;
 pub use model_id::check_model_id;
 pub use routing_core::chat::{
     ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason,
-    GenerationOptions, Locality, Message, Role, Usage,
+    GenerationOptions, Locality, Logprobs, Message, Role, Usage,
 };
 pub use stream::STREAM_IDLE_TIMEOUT;
 

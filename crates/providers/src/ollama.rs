@@ -13,7 +13,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, Locality, ProviderError, Role, Usage, error_class,
+    FinishReason, Locality, Logprobs, ProviderError, Role, Usage, error_class,
 };
 
 /// The protocol name.
@@ -37,6 +37,9 @@ struct WireChatRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "WireOptions::is_empty")]
     options: WireOptions<'a>,
+    /// Ollama 0.12.11 and later: the tokens' log-probabilities.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    logprobs: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,6 +75,7 @@ impl WireOptions<'_> {
             && self.seed.is_none()
             && self.presence_penalty.is_none()
             && self.frequency_penalty.is_none()
+            && self.seed.is_none()
     }
 }
 
@@ -91,6 +95,14 @@ struct WireChatLine {
     eval_count: u64,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    logprobs: Option<Vec<WireTokenLogprob>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireTokenLogprob {
+    #[serde(default)]
+    logprob: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +175,7 @@ pub fn build_chat_request(
             presence_penalty: req.options.presence_penalty,
             frequency_penalty: req.options.frequency_penalty,
         },
+        logprobs: req.logprobs,
     };
     transport::build(
         provider,
@@ -233,6 +246,13 @@ pub fn parse_chat_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
         finish_reason: finish_reason(line.done_reason.as_deref()),
         text: line.message.map(|m| m.content).unwrap_or_default(),
         model: line.model,
+        logprobs: line.logprobs.and_then(|l| {
+            Logprobs::from_tokens(
+                l.into_iter()
+                    .map(|t| t.logprob.unwrap_or(f64::NAN))
+                    .collect(),
+            )
+        }),
     })
 }
 
@@ -415,6 +435,7 @@ mod tests {
             temperature: Some(0.5),
             stop: vec![],
             options: Default::default(),
+            logprobs: false,
         }
     }
 

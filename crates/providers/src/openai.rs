@@ -16,7 +16,7 @@ use super::stream::{self, ChunkDecoder, STREAM_IDLE_TIMEOUT};
 use super::transport::{self, WireRequest};
 use super::{
     CallScope, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
-    FinishReason, Locality, ProviderError, Role, Usage, error_class, retry_after,
+    FinishReason, Locality, Logprobs, ProviderError, Role, Usage, error_class, retry_after,
 };
 use secrets::Secret;
 
@@ -57,6 +57,15 @@ impl Flavor {
     /// Mistral and DeepSeek take no end-user id.
     fn sends_user(self) -> bool {
         !matches!(self, Flavor::Mistral | Flavor::DeepSeek)
+    }
+
+    /// Whether the server returns `logprobs` (Groq and Mistral do not, and
+    /// some servers refuse the field).
+    pub fn returns_logprobs(self) -> bool {
+        matches!(
+            self,
+            Flavor::OpenAi | Flavor::OpenRouter | Flavor::DeepSeek | Flavor::Vllm
+        )
     }
 }
 
@@ -100,6 +109,8 @@ struct WireChatRequest<'a> {
     frequency_penalty: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    logprobs: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,6 +142,20 @@ struct WireChoice {
     delta: Option<WireContent>,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<WireLogprobs>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireLogprobs {
+    #[serde(default)]
+    content: Option<Vec<WireTokenLogprob>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireTokenLogprob {
+    #[serde(default)]
+    logprob: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,6 +275,14 @@ fn auth_headers(
     Ok(headers)
 }
 
+/// OpenAI's reasoning models (o-series, gpt-5) refuse `logprobs` with a 400.
+fn is_reasoning_model(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    ["o1", "o3", "o4", "gpt-5"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
 /// `POST {base}/chat/completions`.
 pub fn build_chat_request(
     provider: &str,
@@ -297,6 +330,7 @@ pub fn build_chat_request(
         presence_penalty: req.options.presence_penalty,
         frequency_penalty: req.options.frequency_penalty,
         user: req.options.user.as_deref().filter(|_| flavor.sends_user()),
+        logprobs: req.logprobs && flavor.returns_logprobs() && !is_reasoning_model(&req.model),
     };
     transport::build(
         provider,
@@ -362,18 +396,26 @@ fn usage(wire: &WireUsage) -> Usage {
 pub fn parse_chat_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     let wire: WireCompletion = transport::from_json(body)?;
     let choice = wire.choices.into_iter().next();
-    let (text, reason) = match choice {
+    let (text, reason, logprobs) = match choice {
         Some(c) => (
             c.message.and_then(|m| m.content).unwrap_or_default(),
             c.finish_reason,
+            c.logprobs.and_then(|l| l.content).and_then(|t| {
+                Logprobs::from_tokens(
+                    t.into_iter()
+                        .map(|t| t.logprob.unwrap_or(f64::NAN))
+                        .collect(),
+                )
+            }),
         ),
-        None => (String::new(), None),
+        None => (String::new(), None, None),
     };
     Ok(ChatResponse {
         model: wire.model,
         text,
         finish_reason: reason.as_deref().map_or(FinishReason::Stop, finish_reason),
         usage: wire.usage.as_ref().map(usage).unwrap_or_default(),
+        logprobs,
     })
 }
 
@@ -693,6 +735,7 @@ mod tests {
             temperature: Some(0.25),
             stop: vec!["\n\n".into()],
             options: Default::default(),
+            logprobs: false,
         }
     }
 
@@ -737,6 +780,34 @@ mod tests {
         let deepseek = body(Flavor::DeepSeek);
         assert_eq!(deepseek["presence_penalty"], 0.25);
         assert!(deepseek.get("seed").is_none() && deepseek.get("user").is_none());
+    }
+
+    #[test]
+    fn logprobs_are_asked_only_where_they_are_answered() {
+        let asked = |flavor, model: &str| {
+            let mut req = request();
+            req.model = model.to_owned();
+            req.logprobs = true;
+            req.options.seed = Some(7);
+            let r = build_chat_request("p", flavor, "http://x/v1", None, &req, false).unwrap();
+            let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+            (body.get("logprobs").cloned(), body.get("seed").cloned())
+        };
+        assert_eq!(
+            asked(Flavor::OpenAi, "gpt-4.1-nano"),
+            (Some(serde_json::json!(true)), Some(serde_json::json!(7)))
+        );
+        assert_eq!(asked(Flavor::OpenAi, "gpt-5-mini").0, None);
+        assert_eq!(asked(Flavor::OpenRouter, "openai/o4-mini").0, None);
+        assert_eq!(
+            asked(Flavor::Vllm, "Qwen/Qwen2.5-7B-Instruct").0,
+            Some(serde_json::json!(true))
+        );
+        assert_eq!(asked(Flavor::Groq, "llama-3.1-8b-instant").0, None);
+        assert_eq!(
+            asked(Flavor::DeepSeek, "deepseek-chat"),
+            (Some(serde_json::json!(true)), None)
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ fn hello(model: &str) -> ChatRequest {
         temperature: None,
         stop: vec![],
         options: Default::default(),
+        logprobs: false,
     }
 }
 

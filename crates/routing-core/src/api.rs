@@ -484,6 +484,63 @@ pub struct RouteExplanation {
     /// candidate but one the router wants to learn more about.
     #[serde(default)]
     pub explored: bool,
+    /// The cascade's judgement of the cheap answer, when the rule escalates
+    /// and `[cascade]` is on for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<CascadeExplanation>,
+}
+
+/// How sure the cascade was of the cheap model's answer, and what it did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CascadeExplanation {
+    /// The combined confidence in `[0, 1]`; absent when no signal could be
+    /// read (the answer is then kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// Each signal's value: `logprobs` (the geometric mean of the tokens'
+    /// probabilities), `agreement` (how alike the cheap samples are).
+    pub signals: CascadeSignals,
+    /// Answers with a confidence below this are escalated; `null`: every
+    /// answer is (a target share of 1).
+    pub threshold: Option<f64>,
+    /// The share of judged answers the policy wants escalated.
+    pub target_escalation_share: f64,
+    /// Where the threshold comes from: `window`, `cold_start` or `static`.
+    pub source: String,
+    /// The confidence window: `global` or `rule:NAME`.
+    pub window: String,
+    /// Confidences in that window at its last merge.
+    pub n: u64,
+    /// Whether the answer was escalated for low confidence.
+    pub escalated: bool,
+    /// Calls to the cheap model (the answer and its extra samples).
+    pub cheap_calls: u32,
+    /// What the cheap calls cost, summed (part of the answer's `cost_usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cheap_cost_usd: Option<f64>,
+    /// Time spent on the cheap calls, in milliseconds.
+    pub cheap_latency_ms: u64,
+    /// The call to the judge model, when the `judge` signal is read (not
+    /// among `attempts`, which are the calls that could answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<Attempt>,
+    /// What judging cost (part of the answer's `cost_usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_cost_usd: Option<f64>,
+}
+
+/// The cascade's signals; each absent when not configured or unavailable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CascadeSignals {
+    /// `exp(mean token log-probability)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<f64>,
+    /// The similarity of the cheap samples' normalised answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<f64>,
+    /// The in-cluster judge model's probability that the answer is right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<f64>,
 }
 
 /// Where a predicted quality comes from.
@@ -744,6 +801,10 @@ pub struct ProxyRequest {
     /// Stop sequences.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
+    /// Ask for the answer's token log-probabilities (where the provider
+    /// returns them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logprobs: bool,
     /// Time left for the provider call, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -820,6 +881,9 @@ pub struct ProxyResponse {
     pub cost_usd: Option<f64>,
     /// Time spent calling the provider, in milliseconds.
     pub latency_ms: u64,
+    /// The answer's token log-probabilities, when asked for and returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<crate::chat::Logprobs>,
 }
 
 /// A request to the embed function (unknown fields are ignored, see
@@ -1075,6 +1139,7 @@ mod tests {
                 frequency_penalty: Some(-0.5),
                 user: Some("u-1".to_owned()),
             },
+            logprobs: true,
         });
     }
 
@@ -1133,6 +1198,7 @@ mod tests {
             usage: Usage::default(),
             cost_usd: Some(0.001),
             latency_ms: 12,
+            logprobs: crate::chat::Logprobs::from_tokens(vec![-0.1, -0.3]),
         });
     }
 

@@ -62,6 +62,12 @@ pub struct ChatRequest {
     /// Further sampling settings and the end-user id.
     #[serde(default, flatten)]
     pub options: GenerationOptions,
+    /// Ask for the generated tokens' log-probabilities. Clients send it
+    /// only to providers known to return them (OpenAI but its reasoning
+    /// models, OpenRouter, DeepSeek, vLLM, Ollama) and ignore it elsewhere;
+    /// Gemini and Vertex report their mean on every answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logprobs: bool,
 }
 
 /// Sampling settings and the end-user id beyond the basic ones, as OpenAI
@@ -91,6 +97,46 @@ impl GenerationOptions {
     /// Whether no setting is given.
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
+    }
+}
+
+/// Log-probabilities of the generated tokens, normalised across providers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logprobs {
+    /// Natural-log probability of each generated token, in order; empty
+    /// when the provider reports only the mean.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<f64>,
+    /// Mean log-probability per generated token (≤ 0).
+    pub mean: f64,
+}
+
+impl Logprobs {
+    /// From per-token log-probabilities; `None` when there is none or one
+    /// is not a number.
+    pub fn from_tokens(tokens: Vec<f64>) -> Option<Self> {
+        if tokens.is_empty() || tokens.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let mean = tokens.iter().sum::<f64>() / tokens.len() as f64;
+        Some(Self {
+            tokens,
+            mean: mean.min(0.0),
+        })
+    }
+
+    /// From a reported mean alone (Gemini's `avgLogprobs`).
+    pub fn from_mean(mean: f64) -> Option<Self> {
+        mean.is_finite().then(|| Self {
+            tokens: Vec::new(),
+            mean: mean.min(0.0),
+        })
+    }
+
+    /// The geometric mean of the tokens' probabilities, in `[0, 1]`:
+    /// `exp(mean)`.
+    pub fn confidence(&self) -> f64 {
+        self.mean.exp().clamp(0.0, 1.0)
     }
 }
 
@@ -152,6 +198,10 @@ pub struct ChatResponse {
     pub finish_reason: FinishReason,
     /// Provider-reported usage.
     pub usage: Usage,
+    /// The generated tokens' log-probabilities, when asked for and the
+    /// provider returned them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Logprobs>,
 }
 
 /// One piece of a streamed chat.

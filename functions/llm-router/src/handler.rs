@@ -264,7 +264,15 @@ impl RouterHandler {
                         ProxyStreamEvent::Error { error } => (false, None, Some(error)),
                         ProxyStreamEvent::Delta { .. } => (false, None, None),
                     };
-                    router.settle_stream(&plan, &routed.model, routed.started, ok, cost, failure);
+                    router.settle_stream(
+                        &plan,
+                        &routed.model,
+                        routed.started,
+                        ok,
+                        cost,
+                        failure,
+                        routed.settled,
+                    );
                     settled = true;
                 }
                 for frame in frames {
@@ -277,7 +285,15 @@ impl RouterHandler {
                 }
             }
             if !settled {
-                router.settle_stream(&plan, &routed.model, routed.started, false, None, None);
+                router.settle_stream(
+                    &plan,
+                    &routed.model,
+                    routed.started,
+                    false,
+                    None,
+                    None,
+                    routed.settled,
+                );
             }
         });
         Ok(sse_response(rx))

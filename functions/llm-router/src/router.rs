@@ -31,6 +31,10 @@ use tokio::time::Instant;
 use crate::error::RouterError;
 use crate::resilience::{self, AttemptPolicy, Slice};
 
+#[path = "cascade.rs"]
+mod cascade;
+pub(crate) use cascade::Sample;
+
 /// `CLASSIFY_TIMEOUT_MS`: the most time spent asking classify.
 pub(crate) const ENV_CLASSIFY_TIMEOUT_MS: &str = "CLASSIFY_TIMEOUT_MS";
 const DEFAULT_CLASSIFY_TIMEOUT_MS: u64 = 100;
@@ -90,6 +94,7 @@ pub(crate) struct Router {
     explorations: IntCounter,
     attempts: AttemptPolicy,
     failures: IntCounterVec,
+    cascade: cascade::Cascade,
 }
 
 /// What one feedback taught.
@@ -267,6 +272,9 @@ pub(crate) struct RoutedStream {
     pub events: EventStream,
     /// When the stream started.
     pub started: Instant,
+    /// The answer was buffered (a cascade judged it) and every call behind
+    /// it already settled: the stream's end records nothing more.
+    pub settled: bool,
 }
 
 /// One model's answer.
@@ -278,6 +286,7 @@ struct Answer {
     finish_reason: Option<FinishReason>,
     usage: Usage,
     cost_usd: Option<f64>,
+    logprobs: Option<routing_core::chat::Logprobs>,
 }
 
 impl Router {
@@ -403,6 +412,7 @@ impl Router {
             explorations,
             attempts,
             failures,
+            cascade: cascade::Cascade::register(registry, &current)?,
         })
     }
 
@@ -820,7 +830,7 @@ impl Router {
         let mut explanation = plan.explanation();
         let attempted = self
             .run_attempts(plan, call, &mut explanation, |model, slice| {
-                self.call_model_within(plan, model, call, slice)
+                self.call_candidate(plan, model, call, slice)
             })
             .await?;
         let (model, started, answer) = (attempted.model, attempted.started, attempted.value);
@@ -850,15 +860,24 @@ impl Router {
         let (Some(text), Some(finish)) = (&answer.output, answer.finish_reason) else {
             return answer;
         };
-        let Some(reason) = needs_escalation(&escalation.check, text, finish) else {
-            return answer;
+        let (answer, reason) = match needs_escalation(&escalation.check, text, finish) {
+            Some(reason) => {
+                let label = serde_json::to_value(&reason)
+                    .ok()
+                    .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+                    .unwrap_or_else(|| "other".to_owned());
+                self.escalations.with_label_values(&[&label]).inc();
+                (answer, reason.to_string())
+            }
+            // The answer passed the checks: the cascade, when on, judges it.
+            None => match self.judge(plan, model, answer, explanation, call).await {
+                (answer, Some(reason)) => {
+                    self.escalations.with_label_values(&["cascade"]).inc();
+                    (answer, reason)
+                }
+                (answer, None) => return answer,
+            },
         };
-        let label = serde_json::to_value(&reason)
-            .ok()
-            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| "other".to_owned());
-        self.escalations.with_label_values(&[&label]).inc();
-        let reason = reason.to_string();
         let stronger = &escalation.to.model;
         let started = Instant::now();
         match self.call_model(plan, stronger, call).await {
@@ -892,9 +911,14 @@ impl Router {
         }
     }
 
-    /// Records the end of a stream; `failure` is its error event, if it
-    /// ended with one (only the provider's own faults count against the
-    /// model).
+    /// Records the end of a stream: its latency and spend unless `settled`
+    /// already (a buffered answer's were recorded call by call); `failure` is
+    /// its error event, if it ended with one (only the provider's own faults
+    /// count against the model).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the stream's end as the handler saw it; a struct for it is pending"
+    )]
     pub(crate) fn settle_stream(
         &self,
         plan: &Plan,
@@ -903,15 +927,18 @@ impl Router {
         ok: bool,
         cost_usd: Option<f64>,
         failure: Option<&routing_core::api::ErrorDetail>,
+        settled: bool,
     ) {
-        if ok {
-            self.live.observe(&model.id, started.elapsed(), true);
-        } else if let Some(cause) = resilience::stream_fault(failure) {
-            self.live
-                .observe_fault(&model.id, started.elapsed(), &cause);
-        }
-        if let (Some(tenant), Some(cost)) = (&plan.request.tenant, cost_usd) {
-            self.budgets.record(tenant, cost, SystemTime::now());
+        if !settled {
+            if ok {
+                self.live.observe(&model.id, started.elapsed(), true);
+            } else if let Some(cause) = resilience::stream_fault(failure) {
+                self.live
+                    .observe_fault(&model.id, started.elapsed(), &cause);
+            }
+            if let (Some(tenant), Some(cost)) = (&plan.request.tenant, cost_usd) {
+                self.budgets.record(tenant, cost, SystemTime::now());
+            }
         }
         let outcome = if ok { "ok" } else { "stream_error" };
         self.requests
@@ -948,20 +975,32 @@ impl Router {
         model: &ModelEntry,
         timeout: Duration,
         stream: bool,
+        sample: Sample,
     ) -> ProxyRequest {
+        let (messages, stop) = match sample.messages {
+            Some(messages) => (messages, Vec::new()),
+            None => (plan.request.messages.clone(), plan.request.stop.clone()),
+        };
         ProxyRequest {
             provider: model.provider.clone(),
             model: model.model.clone(),
             task: plan.task,
             private: plan.request.private,
-            messages: plan.request.messages.clone(),
-            max_tokens: plan.request.max_tokens,
-            temperature: plan.request.temperature,
-            stop: plan.request.stop.clone(),
+            messages,
+            max_tokens: sample.max_tokens.or(plan.request.max_tokens),
+            temperature: sample.temperature.or(plan.request.temperature),
+            stop,
             timeout_ms: Some(millis(timeout).max(1)),
             start_timeout_ms: None,
             stream,
-            options: plan.request.options.clone(),
+            options: routing_core::chat::GenerationOptions {
+                seed: sample
+                    .seed
+                    .map(|seed| i64::from_ne_bytes(seed.to_ne_bytes()))
+                    .or(plan.request.options.seed),
+                ..plan.request.options.clone()
+            },
+            logprobs: sample.logprobs,
         }
     }
 
@@ -972,9 +1011,23 @@ impl Router {
         model: &ModelEntry,
         call: &Call<'_>,
     ) -> Result<Answer, RouterError> {
+        self.call_model_with(plan, model, call, Sample::default())
+            .await
+    }
+
+    /// [`Self::call_model`] with a seed, temperature or log-probabilities,
+    /// with all the budget that is left.
+    async fn call_model_with(
+        &self,
+        plan: &Plan,
+        model: &ModelEntry,
+        call: &Call<'_>,
+        sample: Sample,
+    ) -> Result<Answer, RouterError> {
         let remaining = plan.deadline.saturating_duration_since(Instant::now());
         let slice = self.attempts.slice(remaining, 0.0, true);
-        self.call_model_within(plan, model, call, slice).await
+        self.call_model_within(plan, model, call, slice, sample)
+            .await
     }
 
     /// Calls `model` once, within the attempt's slice of the budget.
@@ -984,6 +1037,7 @@ impl Router {
         model: &ModelEntry,
         call: &Call<'_>,
         slice: Slice,
+        sample: Sample,
     ) -> Result<Answer, RouterError> {
         let function = match model.target {
             ServingFunction::Embed => "embed",
@@ -1026,11 +1080,17 @@ impl Router {
                     finish_reason: None,
                     usage: answer.usage,
                     cost_usd: Some(0.0),
+                    logprobs: None,
                 })
             }
             ServingFunction::ProviderProxy => {
-                let request =
-                    self.proxy_request(plan, model, proxy_timeout(remaining, &slice), false);
+                let request = self.proxy_request(
+                    plan,
+                    model,
+                    proxy_timeout(remaining, &slice),
+                    false,
+                    sample,
+                );
                 let answer: ProxyResponse = self
                     .functions
                     .invoke(function, "/", &request, call.id, remaining)
@@ -1044,6 +1104,7 @@ impl Router {
                     finish_reason: Some(answer.finish_reason),
                     usage: answer.usage,
                     cost_usd: answer.cost_usd,
+                    logprobs: answer.logprobs,
                 })
             }
         }
@@ -1058,6 +1119,9 @@ impl Router {
         plan: &Plan,
         call: &Call<'_>,
     ) -> Result<RoutedStream, RouterError> {
+        if self.cascade_scope(plan).is_some() {
+            return self.buffered_stream(plan, call).await;
+        }
         if plan
             .decision
             .chain()
@@ -1082,6 +1146,7 @@ impl Router {
             explanation,
             events: attempted.value,
             started: attempted.started,
+            settled: false,
         })
     }
 
@@ -1102,8 +1167,13 @@ impl Router {
             timeout: slice.remaining,
             ..slice
         };
-        let mut request =
-            self.proxy_request(plan, model, proxy_timeout(slice.remaining, &whole), true);
+        let mut request = self.proxy_request(
+            plan,
+            model,
+            proxy_timeout(slice.remaining, &whole),
+            true,
+            Sample::default(),
+        );
         if slice.timeout < slice.remaining {
             // provider-proxy reports a provider that does not start in time
             // itself, before the router gives up on it.

@@ -269,6 +269,7 @@ impl Proxy {
                 temperature: request.temperature,
                 stop: request.stop,
                 options: request.options,
+                logprobs: request.logprobs,
             },
             provider: request.provider,
             task: request.task,
@@ -303,6 +304,7 @@ impl Proxy {
                     usage: answer.usage,
                     cost_usd: cost,
                     latency_ms: millis(elapsed),
+                    logprobs: answer.logprobs,
                 })
             }
             Err(error) => Err(self.meter_failure(&prepared, started.elapsed(), error, call_id)),

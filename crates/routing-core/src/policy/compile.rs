@@ -187,6 +187,7 @@ pub(crate) struct Compiled {
     pub escalation: BTreeMap<String, EscalationCheck>,
     pub calibration: CalibrationConfig,
     pub learning: LearningConfig,
+    pub cascade: super::cascade::CascadeConfig,
 }
 
 impl Compiled {
@@ -266,6 +267,13 @@ pub(crate) fn compile(
     check_budgets(c, &root.key("budgets"), &file.budgets)?;
     check_calibration(c, &root.key("calibration"), &file.calibration)?;
     check_learning(c, &root.key("learning"), &file.learning)?;
+    check_cascade(
+        c,
+        &root.key("cascade"),
+        &file.cascade,
+        &file.rule,
+        &catalogue,
+    )?;
     Ok(Compiled {
         origin: origin.to_owned(),
         models: catalogue.models,
@@ -280,6 +288,7 @@ pub(crate) fn compile(
         escalation,
         calibration: file.calibration,
         learning: file.learning,
+        cascade: file.cascade,
     })
 }
 
@@ -938,6 +947,52 @@ fn check_calibration(
         check_target_share(c, &tp.key("target_share"), &t.target_share)?;
     }
     Ok(())
+}
+
+/// `[cascade]`.
+fn check_cascade(
+    c: &Checker<'_>,
+    cp: &FieldPath,
+    cascade: &super::cascade::CascadeConfig,
+    rules: &[Rule],
+    catalogue: &Models,
+) -> Result<(), PolicyError> {
+    let rules: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+    // The judge reads every judged prompt: it must never be outside.
+    let judge = |id: &str| -> Option<String> {
+        let Some(m) = catalogue
+            .by_id
+            .get(id)
+            .and_then(|&i| catalogue.models.get(i))
+        else {
+            return Some(format!("no [[model]] has the id {id:?}"));
+        };
+        if m.locality != crate::chat::Locality::InCluster {
+            return Some(format!(
+                "{id} is {}: the judge must run in the cluster",
+                serde_json::to_value(m.locality)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ));
+        }
+        if m.target != ServingFunction::ProviderProxy
+            || !m
+                .tasks
+                .iter()
+                .any(|t| matches!(t, Task::Classify | Task::Generate))
+        {
+            return Some(format!("{id} does not generate text"));
+        }
+        None
+    };
+    cascade.validate(&rules, judge).map_err(|e| {
+        let at = match e.rule_index {
+            Some(i) => cp.key("rule").index(i),
+            None => cp.clone(),
+        };
+        c.error(&at.key(e.key), e.message)
+    })
 }
 
 /// `[learning]`.

@@ -37,6 +37,7 @@
 
 mod budget;
 mod calibration;
+mod cascade;
 mod catalogue;
 mod compile;
 mod escalation;
@@ -57,6 +58,11 @@ pub use calibration::{
     Calibrated, CalibrationConfig, CalibrationScope, CalibrationSource, Calibrator, Cutoffs,
     MemoryWindows, ScopeKey, ScoreWindows, StoreError, StoreFuture, TargetShare, TenantTarget,
     WindowLimits, quantile_cutoffs, text_unit, window_key,
+};
+pub use cascade::{
+    CascadeCalibrator, CascadeConfig, CascadeInvalid, CascadeRule, CascadeScope, CascadeSignal,
+    CascadeThreshold, Combine, agreement, combine, escalation_threshold, judge_messages,
+    normalised_words, parse_verdict, sample_agreement,
 };
 pub use catalogue::{
     LatencyPrior, ModelEntry, ModelPrice, PriceOrigin, Quality, ServingFunction, Tiers,
@@ -310,6 +316,11 @@ impl Policy {
             key: ScopeKey::Global,
             target: cal.target_share,
         }
+    }
+
+    /// The `[cascade]` settings.
+    pub fn cascade(&self) -> &CascadeConfig {
+        &self.inner.cascade
     }
 
     /// The `[learning]` settings.

@@ -401,6 +401,8 @@ pub(super) struct PolicyFile {
     pub(super) calibration: CalibrationConfig,
     #[serde(default)]
     pub(super) learning: LearningConfig,
+    #[serde(default)]
+    pub(super) cascade: super::cascade::CascadeConfig,
     pub(super) model: Vec<ModelFile>,
     pub(super) rule: Vec<Rule>,
 }
