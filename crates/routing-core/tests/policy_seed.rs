@@ -418,8 +418,8 @@ fn every_catalogue_price_agrees_with_the_price_catalogue() {
         }
         assert!(m.price.input >= 0.0 && m.price.output >= 0.0);
     }
-    // openrouter, deepseek and mistral are priced by the policy itself.
-    assert_eq!(own, 3);
+    // Every seed model is in the catalogue provider-proxy meters with.
+    assert_eq!(own, 0);
 }
 
 #[test]
