@@ -273,6 +273,38 @@ impl Fleet {
         self.post("llm-router", request.to_string()).await
     }
 
+    /// Provider requests all emulators received (their admin and token
+    /// calls aside).
+    pub fn provider_requests(&self) -> u64 {
+        ["ollama", "groq", "vertex"]
+            .into_iter()
+            .chain(self.others.keys().copied())
+            .map(|name| {
+                self.emulator(name)
+                    .stats()
+                    .by_path
+                    .iter()
+                    .filter(|(path, _)| {
+                        !path.starts_with("/_emulator") && !path.ends_with("/token")
+                    })
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    /// A function's Prometheus exposition, through the gateway.
+    pub async fn metrics(&self, function: &str) -> String {
+        self.http
+            .get(self.url(function, "/metrics"))
+            .send()
+            .await
+            .expect("gateway answers")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Stops the gateway (and every function process) and the emulators.
     pub async fn stop(self) {
         self.gateway.shutdown().await.expect("gateway shutdown");

@@ -24,23 +24,6 @@ async fn local_fleet() -> Fleet {
     .await
 }
 
-fn provider_requests(fleet: &Fleet) -> u64 {
-    ["ollama", "groq", "vertex"]
-        .into_iter()
-        .chain(fleet.others.keys().copied())
-        .map(|name| {
-            fleet
-                .emulator(name)
-                .stats()
-                .by_path
-                .iter()
-                .filter(|(path, _)| !path.starts_with("/_emulator"))
-                .map(|(_, n)| n)
-                .sum::<u64>()
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_embed_is_answered_by_the_local_model() {
     let fleet = local_fleet().await;
@@ -62,7 +45,7 @@ async fn task_embed_is_answered_by_the_local_model() {
     let want: Vec<Vec<f32>> = picked.iter().map(|&i| expected[i].clone()).collect();
     assert_matches_reference(&got, &want);
     assert!(answer.json["usage"]["input_tokens"].as_u64().unwrap() >= 4 * 3);
-    assert_eq!(provider_requests(&fleet), 0);
+    assert_eq!(fleet.provider_requests(), 0);
     fleet.stop().await;
 }
 
@@ -87,6 +70,6 @@ async fn the_embed_function_s_openai_endpoint_works_through_the_gateway() {
     let answer = fleet.post("embed", r#"{"input":["ok",""]}"#).await;
     assert_eq!(answer.status, 400, "{}", answer.json);
     assert_eq!(answer.json["error"]["param"], "input[1]");
-    assert_eq!(provider_requests(&fleet), 0);
+    assert_eq!(fleet.provider_requests(), 0);
     fleet.stop().await;
 }

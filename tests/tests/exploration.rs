@@ -37,15 +37,7 @@ fn chat_calls(fleet: &Fleet, provider: &str) -> u64 {
 }
 
 async fn explorations(fleet: &Fleet) -> f64 {
-    let metrics = fleet
-        .http
-        .get(fleet.url("llm-router", "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = fleet.metrics("llm-router").await;
     metrics
         .lines()
         .find_map(|l| l.strip_prefix("llm_router_explorations_total "))

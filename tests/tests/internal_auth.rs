@@ -1,33 +1,9 @@
 //! Functions that spend money or hold secrets answer only the fleet:
 //! classify, embed and provider-proxy refuse any call without the fleet's
 //! internal token, while llm-router, the fleet's front door, carries it on.
+
 use fleet_tests::{Fleet, FleetOptions};
 use serde_json::{Value, json};
-
-/// Provider requests an emulator received (its admin and token calls aside).
-fn provider_requests(fleet: &Fleet) -> u64 {
-    [
-        "ollama",
-        "groq",
-        "vertex",
-        "openai",
-        "anthropic",
-        "bedrock",
-        "gemini",
-    ]
-    .into_iter()
-    .map(|p| {
-        fleet
-            .emulator(p)
-            .stats()
-            .by_path
-            .iter()
-            .filter(|(path, _)| !path.starts_with("/_emulator") && !path.ends_with("/token"))
-            .map(|(_, n)| n)
-            .sum::<u64>()
-    })
-    .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_functions_refuse_callers_without_the_fleet_token() {
@@ -64,7 +40,7 @@ async fn internal_functions_refuse_callers_without_the_fleet_token() {
         }
     }
     assert_eq!(
-        provider_requests(&fleet),
+        fleet.provider_requests(),
         0,
         "a refused call reached a provider"
     );
@@ -90,7 +66,7 @@ async fn internal_functions_refuse_callers_without_the_fleet_token() {
         .await
         .expect("gateway answers");
     assert_eq!(routed.status(), 200);
-    assert_eq!(provider_requests(&fleet), 1);
+    assert_eq!(fleet.provider_requests(), 1);
     // Probes and scrapes need no token.
     let metrics = fleet
         .outsider
