@@ -54,12 +54,18 @@ fn command(env: &[(&str, String)]) -> (Command, String) {
 impl Function {
     /// Starts the function with the model and small limits; returns once it is ready.
     async fn start() -> Function {
-        let (mut command, base) = command(&[
+        Self::start_with(&[
             ("EMBED_MODEL_DIR", model_dir().display().to_string()),
             ("EMBED_MAX_INPUTS", "70".to_owned()),
             ("EMBED_MAX_TOKENS", "4000".to_owned()),
             ("MAX_BODY_BYTES", "262144".to_owned()),
-        ]);
+        ])
+        .await
+    }
+
+    /// Starts the function with `env`; returns once it is ready.
+    async fn start_with(env: &[(&str, String)]) -> Function {
+        let (mut command, base) = command(env);
         let child = command.spawn().expect("spawn embed");
         let http = http_client::client().expect("an HTTP client");
         // Readiness turns 200 once the model is loaded; the deadline only bounds a hang.
@@ -282,4 +288,61 @@ async fn a_missing_model_stops_the_function_with_a_message_that_says_how_to_get_
         .unwrap();
     assert!(logs.contains("fetch-model.sh"), "{logs}");
     assert!(logs.contains("config.json"), "{logs}");
+}
+
+/// The process's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// `n` texts of `bytes` bytes each, of numbered words (digits split into
+/// many tokens: the tokeniser's worst case per byte).
+fn texts(n: usize, bytes: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let mut text = String::with_capacity(bytes);
+            let mut word = 0;
+            while text.len() + 12 < bytes {
+                text.push_str(&format!("w{i}x{word} "));
+                word += 1;
+            }
+            text
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_allowed_requests_stay_well_under_the_memory_limit() {
+    // The defaults, as stack.yml deploys them (limits.memory 256Mi).
+    let function =
+        Function::start_with(&[("EMBED_MODEL_DIR", model_dir().display().to_string())]).await;
+    let pid = function.child.id().expect("running");
+    // Over the byte limits: refused before tokenising.
+    let huge = json!({"input": texts(1, 2 * 1024 * 1024 - 4096)}).to_string();
+    let (status, body) = function.post("/", huge).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.to_string().contains("EMBED_MAX_INPUT_BYTES"), "{body}");
+    // The largest accepted shapes: the most bytes, and the most tokens.
+    let widest = json!({"input": texts(16, 16 * 1024)}).to_string();
+    let longest = json!({"input": texts(32, 8 * 1024 - 64)}).to_string();
+    for request in [&widest, &longest] {
+        let (status, body) = function.post("/", request.clone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Three of them at once.
+    let (a, b, c) = tokio::join!(
+        function.post("/", widest.clone()),
+        function.post("/", longest.clone()),
+        function.post("/", widest.clone()),
+    );
+    assert_eq!((a.0, b.0, c.0), (200, 200, 200));
+    let peak_mib = peak_rss_kib(pid) / 1024;
+    println!("embed peak RSS under the largest allowed requests: {peak_mib} MiB");
+    assert!(peak_mib < 256, "peak RSS {peak_mib} MiB over stack.yml's 256 MiB limit");
+    function.stop().await;
 }
