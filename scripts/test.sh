@@ -22,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 # The official openai client, for the OpenAI-compatible API tests.
-python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/python/requirements.txt
 
 cargo fmt --all --check
 # The routing evaluation's metrics on synthetic data (no fleet; about a second).

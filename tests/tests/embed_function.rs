@@ -343,6 +343,9 @@ async fn the_largest_allowed_requests_stay_well_under_the_memory_limit() {
     assert_eq!((a.0, b.0, c.0), (200, 200, 200));
     let peak_mib = peak_rss_kib(pid) / 1024;
     println!("embed peak RSS under the largest allowed requests: {peak_mib} MiB");
-    assert!(peak_mib < 256, "peak RSS {peak_mib} MiB over stack.yml's 256 MiB limit");
+    assert!(
+        peak_mib < 256,
+        "peak RSS {peak_mib} MiB over stack.yml's 256 MiB limit"
+    );
     function.stop().await;
 }
