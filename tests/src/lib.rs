@@ -111,6 +111,20 @@ fn fleet_client(token: &str) -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// The value of the series `name` (with its labels) in `/metrics` text.
+///
+/// # Panics
+/// When the series is missing or not a number.
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 /// A JSON answer.
 #[derive(Debug)]
 pub struct Answer {

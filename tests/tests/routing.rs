@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use fleet_tests::{Fleet, FleetOptions};
+use fleet_tests::{Fleet, FleetOptions, sample};
 use serde_json::json;
 
 fn model_calls(fleet: &Fleet) -> u64 {
@@ -242,29 +242,6 @@ async fn pinning_an_external_model_cannot_take_a_private_request_out() {
     fleet.stop().await;
 }
 
-async fn metrics(fleet: &Fleet) -> String {
-    fleet
-        .http
-        .get(fleet.url("llm-router", "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the series `name` (with its labels) in `/metrics` text.
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiers_are_cut_at_the_window_quantiles_once_it_fills() {
     let policy = routing_core::policy::DEFAULT_POLICY
@@ -292,7 +269,7 @@ async fn tiers_are_cut_at_the_window_quantiles_once_it_fills() {
     .await;
 
     // Every series is there before the first request: the static cut-offs.
-    let before = metrics(&fleet).await;
+    let before = fleet.metrics("llm-router").await;
     assert_eq!(
         sample(&before, r#"llm_router_tier_threshold{tier="medium"}"#),
         0.0888
@@ -364,7 +341,7 @@ async fn tiers_are_cut_at_the_window_quantiles_once_it_fills() {
         );
     }
 
-    let after = metrics(&fleet).await;
+    let after = fleet.metrics("llm-router").await;
     assert_eq!(sample(&after, "llm_router_calibration_cold_start"), 0.0);
     assert!(sample(&after, "llm_router_calibration_window_size") >= 85.0);
     assert_eq!(
@@ -408,7 +385,7 @@ async fn feedback(fleet: &Fleet, path: &str, body: serde_json::Value) -> (u16, s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feedback_on_a_routed_call_is_learned_and_counted() {
     let fleet = Fleet::start(FleetOptions::default()).await;
-    let before = metrics(&fleet).await;
+    let before = fleet.metrics("llm-router").await;
     for series in [
         r#"llm_router_feedback_total{kind="explicit",outcome="positive"}"#,
         r#"llm_router_feedback_total{kind="implicit",outcome="negative"}"#,
@@ -494,7 +471,7 @@ async fn feedback_on_a_routed_call_is_learned_and_counted() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reward"], 0.2, "{body}");
 
-    let after = metrics(&fleet).await;
+    let after = fleet.metrics("llm-router").await;
     assert_eq!(
         sample(
             &after,

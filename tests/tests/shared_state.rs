@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use fleet_tests::redis::RedisServer;
-use fleet_tests::{Fleet, FleetOptions};
+use fleet_tests::{Fleet, FleetOptions, sample};
 use serde_json::{Value, json};
 
 /// The built-in policy's `[learning].min_observations`: from this many
@@ -76,28 +76,6 @@ async fn predicted(fleet: &Fleet, model: &str) -> Value {
         .clone()
 }
 
-async fn metrics(fleet: &Fleet) -> String {
-    fleet
-        .http
-        .get(fleet.url("llm-router", "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_learned_state_which_survives_a_restart() {
     let redis = RedisServer::start().await;
@@ -155,7 +133,10 @@ async fn replicas_share_learned_state_which_survives_a_restart() {
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(
-        sample(&metrics(&a).await, "llm_router_calibration_window_size"),
+        sample(
+            &a.metrics("llm-router").await,
+            "llm_router_calibration_window_size"
+        ),
         32.0
     );
 
@@ -169,7 +150,10 @@ async fn replicas_share_learned_state_which_survives_a_restart() {
     // It started at the shared calibration window, not from a cold start
     // (the dry-run above declared its difficulty: it scored nothing).
     assert_eq!(
-        sample(&metrics(&a).await, "llm_router_calibration_window_size"),
+        sample(
+            &a.metrics("llm-router").await,
+            "llm_router_calibration_window_size"
+        ),
         32.0
     );
     let (status, body) = post(
@@ -198,7 +182,10 @@ async fn requests_are_served_when_redis_dies() {
     let answer = fleet.route(request()).await;
     assert_eq!(answer.status, 200, "{}", answer.json);
     let before = answer.json["id"].as_str().unwrap().to_owned();
-    assert_eq!(sample(&metrics(&fleet).await, "llm_router_state_up"), 1.0);
+    assert_eq!(
+        sample(&fleet.metrics("llm-router").await, "llm_router_state_up"),
+        1.0
+    );
 
     redis.kill().await;
     for _ in 0..3 {
@@ -231,7 +218,7 @@ async fn requests_are_served_when_redis_dies() {
     assert_eq!(body["error"]["type"], "unavailable", "{body}");
     assert_eq!(body["error"]["param"], "call_id", "{body}");
 
-    let metrics = metrics(&fleet).await;
+    let metrics = fleet.metrics("llm-router").await;
     for op in ["arms_get", "calls_put", "calls_claim", "budgets_refresh"] {
         let failed = sample(
             &metrics,
